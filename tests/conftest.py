@@ -1,0 +1,21 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def tiny_config():
+    from app.engine.presets import config_for
+
+    return config_for("tiny", first_k_dense_replace=1, use_bias=True)
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    from app.engine.presets import random_model
+
+    return random_model(tiny_config, seed=1, std=0.3)
