@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.cli_jobs import add_job_commands, cmd_batch, cmd_eval, cmd_job
+
 
 def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
@@ -59,10 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a model folder")
     info.add_argument("model")
     _add_bench(sub)
+    add_job_commands(sub)
     return parser
 
 
-COMMANDS = {"bench": cmd_bench, "info": cmd_info}
+COMMANDS = {
+    "bench": cmd_bench, "info": cmd_info, "generate": cmd_job, "ask": cmd_job, "edit": cmd_job,
+    "inpaint": cmd_job, "chat": cmd_job, "batch": cmd_batch, "eval": cmd_eval,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

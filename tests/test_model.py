@@ -63,7 +63,7 @@ def test_grouped_and_looped_expert_paths_agree(tiny_model):
     block = tiny_model.moe_blocks()[0]
     x = torch.randn(20, block.experts.gate_proj.shape[2])
     counts = torch.tensor([3, 0, 5, 2, 4, 0, 6, 0])
-    grouped = block.experts.compute_sorted(x, counts)
+    grouped = block.experts.compute_sorted(x, counts, grouped=True)
     looped = torch.cat([block.experts.compute_one(e, x[s:s + n])
                         for e, (s, n) in enumerate(zip(counts.cumsum(0) - counts, counts, strict=True)) if n])
     assert torch.allclose(grouped, looped, atol=1e-5)

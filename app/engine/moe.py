@@ -97,9 +97,16 @@ class StackedExperts(nn.Module):
         self.up_proj = nn.Parameter(torch.empty(e, im, h, **kw))
         self.down_proj = nn.Parameter(torch.empty(e, h, im, **kw))
 
-    def compute_sorted(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Rows of x_sorted are grouped by expert (counts[e] rows for expert e, in order)."""
-        if self._grouped_mm_ok(x_sorted):
+    def compute_sorted(
+        self, x_sorted: torch.Tensor, counts: torch.Tensor, grouped: bool | None = None
+    ) -> torch.Tensor:
+        """Rows of x_sorted are grouped by expert (counts[e] rows for expert e, in order).
+
+        grouped: force (True) or forbid (False) the grouped matmul; None picks the faster one.
+        """
+        if grouped is None:
+            grouped = self._grouped_mm_ok(x_sorted)
+        if grouped:
             offs = counts.cumsum(0).to(torch.int32)
             gate = _grouped_mm(x_sorted, self.gate_proj.transpose(1, 2), offs)
             up = _grouped_mm(x_sorted, self.up_proj.transpose(1, 2), offs)
@@ -118,8 +125,14 @@ class StackedExperts(nn.Module):
                         self.down_proj[e])
 
     def _grouped_mm_ok(self, x: torch.Tensor) -> bool:
-        # grouped_mm wants 16-byte aligned strides and matching dtypes.
+        # grouped_mm wants 16-byte aligned strides and matching dtypes; its CPU backward fails
+        # in torch 2.13, so training takes the loop.
         if not _HAS_GROUPED_MM or x.dtype != self.gate_proj.dtype or x.shape[0] == 0:
+            return False
+        # On the CPU, torch 2.13's grouped_mm measured ~12x slower than a loop over experts.
+        if x.device.type != "cuda":
+            return False
+        if torch.is_grad_enabled() and (x.requires_grad or self.gate_proj.requires_grad):
             return False
         align = 16 // x.element_size()
         return x.shape[1] % align == 0 and self.gate_proj.shape[1] % align == 0

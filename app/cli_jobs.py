@@ -1,0 +1,197 @@
+"""`unmask generate | ask | edit | inpaint | batch | eval`: jobs run in this process.
+
+The CLI loads the engine directly (no worker process: a script has no GUI to keep fluid).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "resources" / "models" / "shapes-demo"
+
+
+def add_job_commands(sub) -> None:
+    def common(p, image_out: bool = True):
+        p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--steps", type=int, default=None, help="denoising steps")
+        p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
+        p.add_argument("--temperature", type=float, default=None)
+        p.add_argument("--frames", type=Path, default=None, help="write every step's preview here")
+        p.add_argument("--device", default="cpu")
+        if image_out:
+            p.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+
+    p = sub.add_parser("generate", help="text to image")
+    p.add_argument("prompt")
+    common(p)
+    p = sub.add_parser("ask", help="answer a question about an image")
+    p.add_argument("image", type=Path)
+    p.add_argument("question")
+    common(p, image_out=False)
+    p = sub.add_parser("edit", help="edit an image by instruction")
+    p.add_argument("image", type=Path)
+    p.add_argument("instruction")
+    common(p)
+    p = sub.add_parser("inpaint", help="repaint the white area of MASK from a prompt")
+    p.add_argument("image", type=Path)
+    p.add_argument("mask", type=Path)
+    p.add_argument("prompt")
+    common(p)
+    p = sub.add_parser("chat", help="one text-only turn")
+    p.add_argument("message")
+    common(p, image_out=False)
+    p = sub.add_parser("batch", help="run a JSONL file of jobs with one model load")
+    p.add_argument("jobs", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("eval", help="ShapesWorld scores of a model (held-out scenes)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("-n", type=int, default=50, help="scenes per task")
+    p.add_argument("--json", type=Path, default=None, help="also write the report here")
+    p.add_argument("--device", default="cpu")
+
+
+def _load(model: Path, device: str):
+    from app.engine.pipeline import Pipeline
+
+    return Pipeline.load(model, device=device)
+
+
+def _params(args) -> dict:
+    params = {"seed": args.seed, "cfg": args.cfg}
+    if args.steps is not None:
+        params["image_steps"] = params["text_steps"] = args.steps
+    if args.temperature is not None:
+        params["temperature"] = params["text_temperature"] = args.temperature
+    return params
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from app.imageio import decode_image
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
+    return decode_image(data, name=str(path))
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    from app.imageio import decode_mask
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
+    return decode_mask(data, name=str(path))
+
+
+def _write_png(path: Path, image: np.ndarray, meta: dict) -> None:
+    from app.imageio import encode_png
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_png(image, {k: str(v) for k, v in meta.items()}))
+
+
+def _frame_writer(folder: Path | None):
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    from app.imageio import encode_png
+
+    def on_step(view) -> None:
+        if view.preview is not None:
+            big = np.repeat(np.repeat(view.preview, 8, axis=0), 8, axis=1)
+            (folder / f"step_{view.index:03d}.png").write_bytes(encode_png(big))
+        else:
+            with open(folder / "steps.txt", "a", encoding="utf-8") as f:
+                f.write(f"{view.index:03d}: {view.text}\n")
+
+    return on_step
+
+
+def run_job(pipeline, spec, on_step=None):
+    result = pipeline.run(spec, on_step=on_step)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return result
+
+
+def cmd_job(args) -> int:
+    from app.engine.jobs import JobSpec
+
+    task = args.command
+    images, mask, prompt = [], None, getattr(args, "prompt", None)
+    if task in ("ask", "edit", "inpaint"):
+        images = [_read_image(args.image)]
+    if task == "inpaint":
+        mask = _read_mask(args.mask)
+    prompt = {"ask": getattr(args, "question", None), "edit": getattr(args, "instruction", None),
+              "chat": getattr(args, "message", None)}.get(task, prompt)
+    pipeline = _load(args.model, args.device)
+    spec = JobSpec(task, prompt, images=images, mask=mask, params=_params(args))
+    result = run_job(pipeline, spec, _frame_writer(args.frames))
+    if result.text is not None:
+        print(result.text)
+    else:
+        meta = {"prompt": prompt, "mode": task, "seed": result.params["seed"],
+                "steps": result.params["image_steps"], "model": args.model.name}
+        _write_png(args.output, result.image, meta)
+        print(f"wrote {args.output} (seed {result.params['seed']})")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from app.engine.jobs import JobError, JobSpec
+
+    pipeline = _load(args.model, args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    lines = args.jobs.read_text(encoding="utf-8").splitlines()
+    with open(args.out / "results.jsonl", "w", encoding="utf-8") as results:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            record = _batch_one(pipeline, line, number, args, JobSpec, JobError)
+            results.write(json.dumps(record) + "\n")
+            results.flush()
+    print(f"wrote {args.out / 'results.jsonl'}")
+    return 0
+
+
+def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
+    try:
+        job = json.loads(line)
+        task = job["task"]
+        text = job.get("prompt") or job.get("question") or job.get("instruction") or ""
+        images = [_read_image(Path(job["image"]))] if job.get("image") else []
+        mask = _read_mask(Path(job["mask"])) if job.get("mask") else None
+        spec = JobSpec(task, text, images=images, mask=mask, params={"seed": job.get("seed")})
+        result = pipeline.run(spec)
+    except (ValueError, KeyError, TypeError) as exc:  # JobError and ImageError are ValueErrors
+        return {"line": number, "error": f"{type(exc).__name__}: {exc}"}
+    record = {"line": number, "task": task, "seed": result.params["seed"],
+              "warnings": result.warnings}
+    if result.text is not None:
+        record["text"] = result.text
+    else:
+        path = args.out / f"{number:04d}_{task}.png"
+        _write_png(path, result.image, {"prompt": text, "mode": task,
+                                        "seed": result.params["seed"]})
+        record["image"] = str(path)
+    return record
+
+
+def cmd_eval(args) -> int:
+    from app.demo.evaluate import evaluate, format_report
+
+    report = evaluate(_load(args.model, args.device), n=args.n)
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0

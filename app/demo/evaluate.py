@@ -1,0 +1,90 @@
+"""`unmask eval`: how well a model does the ShapesWorld tasks, judged by the scene parser.
+
+Held-out scenes come from a seed range the training never draws from (training uses seeds
+0..N; evaluation starts at EVAL_SEED).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.demo import world
+from app.engine.jobs import JobSpec
+
+EVAL_SEED = 1_000_003
+
+
+@dataclass
+class Score:
+    name: str
+    passed: int = 0
+    total: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, ok: bool, note: str) -> None:
+        self.total += 1
+        self.passed += int(ok)
+        if not ok and len(self.failures) < 5:
+            self.failures.append(note)
+
+    @property
+    def rate(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+
+def evaluate(pipeline, n: int = 50, seed: int = EVAL_SEED, params: dict | None = None) -> dict:
+    params = dict(params or {})
+    rng = np.random.default_rng(seed)
+    scores = {k: Score(k) for k in ("t2i_one", "t2i_two", "vqa", "edit", "inpaint", "codec")}
+    image_seconds = []
+    for i in range(n):
+        job_params = {**params, "seed": seed + i}
+        for count, key in ((1, "t2i_one"), (2, "t2i_two")):
+            scene = world.sample_scene(rng, n_objects=count)
+            prompt = world.sample_prompt(scene, rng)
+            result = pipeline.run(JobSpec("generate", prompt, params=job_params))
+            image_seconds.append(result.timings["total"])
+            parsed = world.parse_image(result.image)
+            ok = parsed is not None and world.satisfies(parsed, world.parse_prompt(prompt))
+            scores[key].add(ok, f"{prompt!r} -> {parsed and world.caption(parsed)}")
+        scene = world.sample_scene(rng)
+        question, answer = world.sample_qa(scene, rng)
+        got = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
+                                   params=job_params)).text
+        scores["vqa"].add(got == answer, f"{question!r}: {got!r} != {answer!r}")
+        scene = world.sample_scene(rng)
+        instruction, target = world.sample_edit(scene, rng)
+        result = pipeline.run(JobSpec("edit", instruction, images=[world.render(scene)],
+                                      params=job_params))
+        parsed = world.parse_image(result.image)
+        scores["edit"].add(parsed == target, f"{instruction!r} on {world.caption(scene)!r} -> "
+                                             f"{parsed and world.caption(parsed)}")
+        example = world.sample_inpaint(world.sample_scene(rng, n_objects=1), rng)
+        result = pipeline.run(JobSpec("inpaint", example.prompt,
+                                      images=[world.render(example.source_scene)],
+                                      mask=example.pixel_mask, params=job_params))
+        parsed = world.parse_image(result.image)
+        scores["inpaint"].add(parsed == example.target_scene,
+                              f"{example.prompt!r} at {example.position} -> "
+                              f"{parsed and world.caption(parsed)}")
+        codec = pipeline.codec
+        scene = world.sample_scene(rng)
+        back = world.parse_image(codec.decode(codec.encode(world.render(scene))))
+        scores["codec"].add(back == scene, world.caption(scene))
+    report = {k: {"rate": round(s.rate, 4), "passed": s.passed, "total": s.total,
+                  "failures": s.failures} for k, s in scores.items()}
+    report["seconds_per_image_median"] = round(statistics.median(image_seconds), 4)
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'task':<10}{'score':>8}{'passed':>10}"]
+    for key, value in report.items():
+        if isinstance(value, dict):
+            lines.append(f"{key:<10}{100 * value['rate']:>7.1f}%{value['passed']:>6}/"
+                         f"{value['total']}")
+    lines.append(f"median time per 64x64 image: {report['seconds_per_image_median']:.3f} s")
+    return "\n".join(lines)

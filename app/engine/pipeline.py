@@ -1,0 +1,298 @@
+"""A loaded model folder that runs jobs: text to image, edit, inpaint, ask, chat.
+
+Folder layout (Hugging Face, ../shared/DESIGN.md §3): config.json, model safetensors,
+tokenizer.json, image_tokenizer/ (the codec: our demo's `patch_vq`; the real SigLIP-VQ + pixel
+decoder is not implemented yet and is reported as such). Default sampling settings may sit in
+config.json under `unmask_defaults`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from app.engine.checkpoint import CheckpointError, load_model
+from app.engine.generate import BlockDiffusionRun, CanvasRun, Step
+from app.engine.jobs import TASKS, JobError, JobResult, JobSpec, StepView
+from app.engine.sampler import BlockDiffusionScheduler, CanvasScheduler
+from app.engine.tasks import Layout, PromptBuilder
+
+MASK_PLACEHOLDER = "▯"
+PREVIEW_MASK_RGB = (96, 96, 96)
+
+DEFAULTS: dict[str, Any] = {
+    "image_steps": 16, "cfg": 2.0, "temperature": 1.0, "choice_temperature": 2.0,
+    "text_steps": 16, "block_length": 32, "gen_length": 32, "threshold": 0.9,
+    "text_temperature": 0.0, "remask_threshold": None, "edit_threshold": None,
+    "image_schedule": "canvas",
+}
+
+
+def load_codec(folder: Path):
+    """The image codec named by image_tokenizer/config.json (`codec` field)."""
+    import json
+
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        return None
+    kind = json.loads(config_path.read_text()).get("codec")
+    if kind == "patch_vq":
+        from app.engine.codecs.patch_vq import PatchVQCodec
+
+        return PatchVQCodec.load(folder)
+    raise CheckpointError(
+        f"{folder}: image codec {kind!r} is not supported yet (only the demo's 'patch_vq'); "
+        "text tasks still work"
+    )
+
+
+class Pipeline:
+    def __init__(self, folder: Path, model, tokenizer: Tokenizer, codec, defaults: dict):
+        self.folder, self.model, self.tokenizer, self.codec = folder, model, tokenizer, codec
+        self.defaults = defaults
+        num_codes = codec.num_codes if codec is not None else 0
+        self.prompts = PromptBuilder(tokenizer, model.config.extra, num_codes,
+                                     model.config.vocab_size)
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        placement: dict | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Pipeline:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder}: model folder not found")
+        tokenizer_path = folder / "tokenizer.json"
+        if not tokenizer_path.is_file():
+            raise CheckpointError(f"{tokenizer_path}: missing; a model folder needs its tokenizer")
+        try:
+            tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:
+            raise CheckpointError(f"{tokenizer_path}: unreadable tokenizer ({exc})") from exc
+        model = load_model(folder, device=device, dtype=dtype, progress=progress)
+        codec = load_codec(folder / "image_tokenizer")
+        defaults = {**DEFAULTS, **model.config.extra.get("unmask_defaults", {})}
+        pipe = cls(folder, model, tokenizer, codec, defaults)
+        pipe.placement = None
+        if placement:
+            from app.engine.placement import apply_placement
+
+            pipe.placement = apply_placement(model, placement, device=device)
+        return pipe
+
+    def describe(self) -> dict:
+        config = self.model.config
+        return {
+            "name": self.folder.name,
+            "path": str(self.folder),
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "layers": config.num_hidden_layers,
+            "experts": config.num_experts,
+            "experts_per_token": config.num_experts_per_tok,
+            "vocab": config.vocab_size,
+            "device": str(self.model.device),
+            "dtype": str(self.model.dtype).replace("torch.", ""),
+            "image_size": getattr(self.codec, "image_size", None),
+            "image_tasks": self.codec is not None,
+            "placement": self.placement.summary() if getattr(self, "placement", None) else None,
+        }
+
+    # ---- running a job -------------------------------------------------------------------
+    def run(
+        self,
+        job: JobSpec,
+        on_step: Callable[[StepView], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> JobResult:
+        if job.task not in TASKS:
+            raise JobError("bad_input", f"unknown task {job.task!r}; choose from {', '.join(TASKS)}")
+        params = {**self.defaults, **{k: v for k, v in job.params.items() if v is not None}}
+        params["seed"] = int(params.get("seed") if params.get("seed") is not None
+                             else random.randrange(2**31))
+        warnings = self._word_warnings(job.prompt)
+        start = time.perf_counter()
+        with torch.no_grad():
+            if job.task in ("ask", "chat"):
+                result = self._run_text(job, params, on_step, should_cancel)
+            else:
+                result = self._run_image(job, params, on_step, should_cancel)
+        result.warnings = warnings + result.warnings
+        result.params = params
+        result.timings["total"] = time.perf_counter() - start
+        return result
+
+    def _word_warnings(self, text: str) -> list[str]:
+        unknown = self.prompts.unknown_words(text)
+        if not unknown:
+            return []
+        return [f"unknown word(s) {', '.join(sorted(set(unknown)))}: the model ignores them"]
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.model.device).manual_seed(seed)
+
+    def _require_codec(self):
+        if self.codec is None:
+            raise JobError("unsupported", f"{self.folder}: this model folder has no supported "
+                                          "image codec, so it cannot read or draw images")
+        return self.codec
+
+    def _grid_of(self, image: np.ndarray) -> np.ndarray:
+        return self._require_codec().encode(self._fit(image))
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """Resize (cover + centre crop) to the codec's image size."""
+        from PIL import Image
+
+        size = self._require_codec().image_size
+        if image.shape[:2] == (size, size):
+            return image
+        pil = Image.fromarray(image)
+        scale = size / min(pil.size)
+        w, h = max(size, round(pil.width * scale)), max(size, round(pil.height * scale))
+        pil = pil.resize((w, h), Image.NEAREST if scale < 1 else Image.BILINEAR)
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(pil.crop((left, top, left + size, top + size)).convert("RGB"))
+
+    # ---- text tasks ----------------------------------------------------------------------
+    def _run_text(self, job, params, on_step, should_cancel) -> JobResult:
+        if job.task == "ask":
+            if not job.images:
+                raise JobError("bad_input", "ask needs an image to ask about")
+            prompt = self.prompts.understand([self._grid_of(im) for im in job.images], job.prompt)
+        else:
+            prompt = self.prompts.chat(job.prompt)
+        ids = self.prompts.ids
+        scheduler = BlockDiffusionScheduler(
+            int(params["block_length"]), float(params["threshold"]),
+            float(params["text_temperature"]), remask_threshold=params["remask_threshold"],
+            edit_threshold=params["edit_threshold"],
+        )
+        run = BlockDiffusionRun(
+            self.model, torch.tensor(prompt), gen_length=int(params["gen_length"]),
+            mask_id=ids.mask, eos_id=ids.eos, block_length=int(params["block_length"]),
+            steps=int(params["text_steps"]), scheduler=scheduler,
+            generator=self._generator(params["seed"]), should_cancel=should_cancel,
+        )
+        p = run.prompt_len
+        for step in run:
+            if on_step is not None:
+                answer = run.sequence[p : p + run.gen_length]
+                on_step(self._view(step, p, answer, text=self._partial_text(answer)))
+        tokens = run.result()
+        return JobResult(text=self.prompts.decode_text(tokens.tolist()),
+                         tokens=tokens.cpu().numpy())
+
+    def _partial_text(self, answer: torch.Tensor) -> str:
+        words, ids = [], self.prompts.ids
+        for tid in answer.tolist():
+            if tid == ids.eos:
+                break
+            words.append(MASK_PLACEHOLDER if tid == ids.mask else self.prompts.decode_text([tid]))
+        return " ".join(w for w in words if w)
+
+    # ---- image tasks ---------------------------------------------------------------------
+    def _run_image(self, job, params, on_step, should_cancel) -> JobResult:
+        codec = self._require_codec()
+        side = codec.image_size // codec.patch_size
+        free = np.ones(side * side, dtype=bool)
+        canvas = np.zeros(side * side, dtype=np.int64)
+        source = None
+        if job.task == "generate":
+            layout = self.prompts.text_to_image(job.prompt, side, side)
+        else:
+            if not job.images:
+                raise JobError("bad_input", f"{job.task} needs an image on the canvas")
+            source = self._fit(job.images[0])
+            grid = codec.encode(source)
+            if job.task == "edit":
+                layout = self.prompts.edit(grid, job.prompt)
+            else:
+                pixel_mask = self._fit_mask(job.mask, job.images[0].shape[:2])
+                free = self._cell_mask(pixel_mask, codec.patch_size).reshape(-1)
+                if not free.any():
+                    raise JobError("bad_input", "the inpaint mask is empty: paint the area to redo")
+                canvas = grid.reshape(-1).copy()
+                layout = self.prompts.inpaint(job.prompt, side, side)
+        codes = self._denoise_canvas(layout, canvas, free, params, on_step, should_cancel, side)
+        start = time.perf_counter()
+        image = codec.decode(codes.reshape(side, side))
+        if job.task == "inpaint":
+            image = np.where(pixel_mask[..., None], image, source)
+        return JobResult(image=image, tokens=codes.reshape(side, side),
+                         timings={"decode": time.perf_counter() - start})
+
+    def _fit_mask(self, mask: np.ndarray | None, shape) -> np.ndarray:
+        if mask is None:
+            raise JobError("bad_input", "inpaint needs a mask (white = repaint)")
+        if mask.shape != tuple(shape):
+            raise JobError("bad_input", f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
+                                        f"is {shape[1]}x{shape[0]}; they must match")
+        rgb = np.repeat(mask.astype(np.uint8)[..., None] * 255, 3, axis=2)
+        return self._fit(rgb)[..., 0] > 127
+
+    @staticmethod
+    def _cell_mask(pixel_mask: np.ndarray, patch: int) -> np.ndarray:
+        h, w = pixel_mask.shape
+        return pixel_mask.reshape(h // patch, patch, w // patch, patch).any(axis=(1, 3))
+
+    def _denoise_canvas(self, layout: Layout, canvas, free, params, on_step, should_cancel, side):
+        ids = self.prompts.ids
+        offset = ids.image_offset
+        seq = torch.tensor(layout.prefix + (canvas + offset).tolist())
+        free_t = torch.zeros(len(seq), dtype=torch.bool)
+        free_t[len(layout.prefix):] = torch.from_numpy(free)
+        scheduler = CanvasScheduler(
+            temperature=float(params["temperature"]),
+            choice_temperature=float(params["choice_temperature"]),
+            remask_threshold=params["remask_threshold"], edit_threshold=params["edit_threshold"],
+        )
+        run = CanvasRun(
+            self.model, seq, free_t, prefix_len=len(layout.prefix), mask_id=ids.mask,
+            steps=int(params["image_steps"]), scheduler=scheduler,
+            uncond_prefix=torch.tensor(layout.uncond_prefix), cfg_scale=float(params["cfg"]),
+            token_range=(offset, offset + ids.num_codes),
+            generator=self._generator(params["seed"]), should_cancel=should_cancel,
+        )
+        p = len(layout.prefix)
+        for step in run:
+            if on_step is not None:
+                cells = run.sequence[p:]
+                on_step(self._view(step, p, cells, preview=self._preview(cells, side)))
+        return (run.sequence[p:] - offset).cpu().numpy()
+
+    def _preview(self, cells: torch.Tensor, side: int) -> np.ndarray:
+        codes = (cells - self.prompts.ids.image_offset).cpu().numpy()
+        masked = cells.cpu().numpy() == self.prompts.ids.mask
+        preview = self.codec.palette[np.clip(codes, 0, self.codec.num_codes - 1)]
+        preview[masked] = PREVIEW_MASK_RGB
+        return preview.reshape(side, side, 3)
+
+    def _view(self, step: Step, offset: int, output: torch.Tensor, preview=None, text=None):
+        n = output.numel()
+        confidence = np.full(n, np.nan, dtype=np.float32)
+        window = (step.window - offset).cpu().numpy()
+        inside = (window >= 0) & (window < n)
+        confidence[window[inside]] = step.confidence.cpu().numpy()[inside]
+        counts = step.expert_counts
+        return StepView(
+            index=step.index, total=step.total,
+            positions=(step.committed - offset).cpu().numpy(),
+            tokens=step.tokens.cpu().numpy(),
+            confidence=confidence,
+            revised=(step.revised - offset).cpu().numpy(),
+            preview=preview, text=text,
+            expert_counts=None if counts is None else counts.cpu().numpy(),
+            masked=(output == self.prompts.ids.mask).cpu().numpy(),
+        )

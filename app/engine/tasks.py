@@ -1,0 +1,151 @@
+"""Token layouts of every task, from the LLaDA2.0-Uni prompt templates.
+
+Templates and special tokens: ../shared/spec/llada2_uni.md §4. One code path serves the real
+model and the ShapesWorld demo: special ids are looked up by their strings in tokenizer.json,
+falling back to the ids of config.json (`eos_token_id`, `mask_token_id`) and the spec's
+defaults (§4.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+# llada2_uni.md §4.3, §4.5, §4.6, §4.7: system sentences. Inpainting has no official template;
+# ours mirrors text-to-image with its own system sentence.
+SYSTEM_T2I = "You are a text-to-image generation assistant."
+SYSTEM_EDIT = "You are an image editing assistant."
+SYSTEM_INPAINT = "You are an image inpainting assistant."
+SYSTEM_UNDERSTAND = "You are a multimodal understanding assistant."
+SYSTEM_CHAT = "detailed thinking off"
+UNCONDITION = "<uncondition>"
+
+# llada2_uni.md §4.1: ids of the real LLaDA2.0-Uni vocabulary, used when the tokenizer lacks them.
+DEFAULT_IDS = {
+    "<|image|>": 156901, "<|/image|>": 156902, "<boi>": 156904,
+    "eos": 156892, "mask": 156895,
+}
+EOS_STRINGS = ("<|endoftext|>", "<|eos|>", "</s>")
+MASK_STRINGS = ("<|mask|>", "<|MASK|>", "<mask>")
+
+
+@dataclass
+class SpecialIds:
+    eos: int
+    mask: int
+    soi: int  # <|image|>
+    eoi: int  # <|/image|>
+    boi: int  # <boi>
+    image_offset: int  # image code k has id image_offset + k
+    num_codes: int
+
+
+@dataclass
+class Layout:
+    """prefix (fixed tokens) then `canvas_len` output positions; `canvas` holds fixed cells."""
+
+    prefix: list[int]
+    canvas_len: int
+    uncond_prefix: list[int] | None = None
+
+
+class PromptBuilder:
+    def __init__(self, tokenizer: Tokenizer, config_extra: dict, num_codes: int, vocab_size: int):
+        self.tokenizer = tokenizer
+        offset = config_extra.get("image_token_offset")
+        if offset is None:
+            raise ValueError("config.json: image_token_offset is required for image tasks")
+        self.ids = SpecialIds(
+            eos=self._lookup(EOS_STRINGS, config_extra.get("eos_token_id"), DEFAULT_IDS["eos"]),
+            mask=self._lookup(MASK_STRINGS, config_extra.get("mask_token_id"), DEFAULT_IDS["mask"]),
+            soi=self._lookup(("<|image|>",), None, DEFAULT_IDS["<|image|>"]),
+            eoi=self._lookup(("<|/image|>",), None, DEFAULT_IDS["<|/image|>"]),
+            boi=self._lookup(("<boi>",), None, DEFAULT_IDS["<boi>"]),
+            image_offset=offset,
+            num_codes=min(num_codes, vocab_size - offset),
+        )
+
+    def _lookup(self, strings, config_id, default) -> int:
+        if config_id is not None:
+            return int(config_id)
+        for s in strings:
+            found = self.tokenizer.token_to_id(s)
+            if found is not None:
+                return found
+        return default
+
+    # ---- pieces ----------------------------------------------------------------------------
+    def text(self, s: str) -> list[int]:
+        return self.tokenizer.encode(s, add_special_tokens=False).ids
+
+    def unknown_words(self, s: str) -> list[str]:
+        """Words the tokenizer maps to its unknown token (the demo warns about them)."""
+        enc = self.tokenizer.encode(s, add_special_tokens=False)
+        unk = self.tokenizer.token_to_id("[UNK]")
+        if unk is None:
+            return []
+        return [s[a:b] for tid, (a, b) in zip(enc.ids, enc.offsets, strict=True) if tid == unk]
+
+    def grid_token(self, n: int) -> int:
+        # §4.1: [S] encodes the reserved tokens as text to avoid BPE splits; so do we.
+        ids = self.text(f"<|reserved_token_{n}|>")
+        if len(ids) != 1:
+            raise ValueError(f"tokenizer has no single token for grid size {n}")
+        return ids[0]
+
+    def image_header(self, h: int, w: int) -> list[int]:
+        """§4.2: <|image|><|reserved_token_h|><|reserved_token_w|><boi>."""
+        return [self.ids.soi, self.grid_token(h), self.grid_token(w), self.ids.boi]
+
+    def image_block(self, grid: np.ndarray) -> list[int]:
+        h, w = grid.shape
+        codes = (grid.reshape(-1).astype(np.int64) + self.ids.image_offset).tolist()
+        return self.image_header(h, w) + codes + [self.ids.eoi]
+
+    def _turn(self, system: str, human: list[int]) -> list[int]:
+        # §4.3 spacing: one space after SYSTEM's </role> and after the system sentence.
+        return (self.text(f"<role>SYSTEM</role> {system} <role>HUMAN</role>") + human
+                + self.text("<role>ASSISTANT</role>"))
+
+    # ---- tasks -----------------------------------------------------------------------------
+    def text_to_image(self, prompt: str, h: int, w: int) -> Layout:
+        header = self.image_header(h, w)
+        return Layout(
+            prefix=self._turn(SYSTEM_T2I, self.text(prompt)) + header,
+            canvas_len=h * w,
+            uncond_prefix=self._turn(SYSTEM_T2I, self.text(UNCONDITION)) + header,
+        )
+
+    def edit(self, source: np.ndarray, instruction: str) -> Layout:
+        """§4.5: source image block + instruction; output grid = source grid."""
+        h, w = source.shape
+        block, header = self.image_block(source), self.image_header(h, w)
+        return Layout(
+            prefix=self._turn(SYSTEM_EDIT, block + self.text(instruction)) + header,
+            canvas_len=h * w,
+            uncond_prefix=self._turn(SYSTEM_EDIT, block + self.text(UNCONDITION)) + header,
+        )
+
+    def inpaint(self, prompt: str, h: int, w: int) -> Layout:
+        """The canvas carries the source cells; only masked cells are free."""
+        header = self.image_header(h, w)
+        return Layout(
+            prefix=self._turn(SYSTEM_INPAINT, self.text(prompt)) + header,
+            canvas_len=h * w,
+            uncond_prefix=self._turn(SYSTEM_INPAINT, self.text(UNCONDITION)) + header,
+        )
+
+    def understand(self, images: list[np.ndarray], question: str) -> list[int]:
+        """§4.6: image blocks at the start of the message, then the question."""
+        blocks = [t for grid in images for t in self.image_block(grid)]
+        return self._turn(SYSTEM_UNDERSTAND, blocks + self.text(question))
+
+    def chat(self, message: str) -> list[int]:
+        """§4.7: the `<role>` concatenation with the default system prompt (single turn)."""
+        return self._turn(SYSTEM_CHAT, self.text(message))
+
+    def decode_text(self, ids: list[int]) -> str:
+        ids = [i for i in ids if i not in (self.ids.eos, self.ids.mask)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -1,0 +1,83 @@
+import pytest
+from tokenizers import Tokenizer
+
+from app.demo.text_tokenizer import (
+    SPECIAL_TOKENS,
+    SYSTEM_PROMPTS,
+    decode_words,
+    train_text_tokenizer,
+)
+
+CORPUS = [
+    "a small red circle at the top left on a blue background",
+    "What color is the circle?",
+    "red",
+    "make the circle green",
+]
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return train_text_tokenizer(CORPUS)
+
+
+def test_special_tokens_have_the_lowest_ids_in_order(tok):
+    assert len(SPECIAL_TOKENS) == 9 + 64
+    assert SPECIAL_TOKENS[:3] == ("<|endoftext|>", "<|mask|>", "[UNK]")
+    assert SPECIAL_TOKENS[-1] == "<|reserved_token_63|>"
+    for i, token in enumerate(SPECIAL_TOKENS):
+        assert tok.token_to_id(token) == i
+    word_ids = [i for w, i in tok.get_vocab().items() if w not in SPECIAL_TOKENS]
+    assert min(word_ids) == len(SPECIAL_TOKENS)
+
+
+def test_chat_string_encoding(tok):
+    text = "<role>HUMAN</role>What color is the circle?<role>ASSISTANT</role>"
+    enc = tok.encode(text)
+    assert enc.tokens == ["<role>", "human", "</role>", "what", "color", "is", "the", "circle",
+                          "?", "<role>", "assistant", "</role>"]
+    assert enc.ids[0] == enc.ids[9] == tok.token_to_id("<role>")
+    assert "[UNK]" not in enc.tokens
+
+
+def test_special_tokens_are_never_split_or_lowercased(tok):
+    enc = tok.encode("<|image|><|reserved_token_16|><|mask|><|mask|><|/image|><|endoftext|>")
+    assert enc.ids == [3, 9 + 16, 1, 1, 4, 0]
+    assert tok.token_to_id("<ROLE>") is None
+    assert tok.encode("<ROLE>").ids != [tok.token_to_id("<role>")]
+
+
+def test_unknown_words_map_to_unk(tok):
+    enc = tok.encode("red zebra")
+    assert enc.tokens == ["red", "[UNK]"]
+    assert enc.ids[1] == tok.token_to_id("[UNK]") == 2
+
+
+def test_role_words_and_system_prompts_always_in_vocab(tok):
+    vocab = tok.get_vocab()
+    assert {"system", "human", "assistant"} <= set(vocab)
+    for prompt in SYSTEM_PROMPTS.values():
+        assert "[UNK]" not in tok.encode(prompt).tokens, prompt
+
+
+def test_decode_joins_words_with_single_spaces(tok):
+    ids = tok.encode("<role>ASSISTANT</role>A small  red circle?<|endoftext|>").ids
+    assert tok.decode(ids, skip_special_tokens=True) == "assistant a small red circle ?"
+    assert decode_words(tok, ids) == "assistant a small red circle ?"
+
+
+def test_training_is_deterministic():
+    a = train_text_tokenizer(CORPUS).get_vocab()
+    b = train_text_tokenizer(list(reversed(CORPUS))).get_vocab()
+    assert a == b
+
+
+def test_save_load_round_trip(tok, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    loaded = Tokenizer.from_file(str(path))
+    text = "<role>HUMAN</role>Make the circle GREEN<|mask|> zebra"
+    assert loaded.encode(text).ids == tok.encode(text).ids
+    assert loaded.get_vocab() == tok.get_vocab()
+    ids = loaded.encode("what color is the circle?").ids
+    assert loaded.decode(ids, skip_special_tokens=True) == "what color is the circle ?"
