@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 
 from app.cli_jobs import add_job_commands, cmd_batch, cmd_eval, cmd_job
@@ -18,9 +19,25 @@ def _add_bench(sub) -> None:
     engine.add_argument("--image-tokens", type=int, default=1024)
     engine.add_argument("--repeats", type=int, default=1)
     engine.add_argument("--skip-reference", action="store_true")
+    which.add_parser("worker", help="step-event latency and throughput of the worker process")
+    placement = which.add_parser("placement", help="experts on GPU/CPU vs all-on-GPU vs accelerate")
+    placement.add_argument("--scale", choices=["tiny", "small", "mini"], default="small")
+    placement.add_argument("--budget", type=float, default=None, help="GPU budget in GiB")
+    placement.add_argument("--device", default=None)
+    placement.add_argument("--image-tokens", type=int, default=1024)
+    placement.add_argument("--repeats", type=int, default=1)
+    placement.add_argument("--int8", action="store_true", help="int8 weight-only CPU experts")
+    placement.add_argument("--threads", type=int, default=None)
 
 
 def cmd_bench(args) -> int:
+    if args.bench == "worker":
+        from app.worker.bench import run_worker_bench
+
+        print(run_worker_bench())
+        return 0
+    if args.bench == "placement":
+        return cmd_bench_placement(args)
     import torch
 
     from app.engine.bench import format_table, run_engine_bench
@@ -46,12 +63,26 @@ def _device_name(device: str) -> str:
     return f"{torch.get_num_threads()} threads"
 
 
+def cmd_bench_placement(args) -> int:
+    from app.engine.placement_bench import run_placement_bench
+
+    print(run_placement_bench(args.scale, args.device, args.budget, image_tokens=args.image_tokens,
+                              repeats=args.repeats, int8=args.int8, threads=args.threads))
+    return 0
+
+
 def cmd_info(args) -> int:
     from app.engine.config import LLaDA2MoeConfig
 
     config = LLaDA2MoeConfig.from_file(args.model)
     for key, value in config.to_dict().items():
         print(f"{key:28} {value}")
+    if args.budget is not None or args.experts_on_cpu is not None:
+        from app.engine.placement import describe_for_folder
+
+        print()
+        print(describe_for_folder(args.model, args.budget or "auto",
+                                  experts_on_cpu=args.experts_on_cpu, int8_cpu=args.int8))
     return 0
 
 
@@ -60,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     info = sub.add_parser("info", help="describe a model folder")
     info.add_argument("model")
+    info.add_argument("--budget", default=None, help="show the expert placement for a GPU budget "
+                      "(e.g. 12GiB, or auto)")
+    info.add_argument("--experts-on-cpu", type=int, default=None)
+    info.add_argument("--int8", action="store_true", help="int8 CPU experts in the plan")
     _add_bench(sub)
     add_job_commands(sub)
     return parser
@@ -72,6 +107,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a frozen app must not re-run main in the spawned worker
     args = build_parser().parse_args(argv)
     if args.command is None:
         build_parser().print_help()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "resources" / "models" / "shapes-demo"
+from app.paths import DEFAULT_MODEL
 
 
 def add_job_commands(sub) -> None:

@@ -154,9 +154,9 @@ class HeatStore:
 
     def __init__(self, root: str | Path | None = None):
         if root is None:
-            import platformdirs
+            from app.paths import user_data_dir  # platformdirs, shared with the rest of the app
 
-            root = Path(platformdirs.user_data_dir("unmask-studio", appauthor=False)) / "expert-heat"
+            root = user_data_dir() / "expert-heat"
         self.root = Path(root)
 
     def path(self, model_key: str, config: LLaDA2MoeConfig) -> Path:
@@ -325,6 +325,23 @@ def plan_for_config(
         resident=[sorted(r) for r in resident], int8_cpu=int8_cpu, heat_measured=heat.measured,
         notes=notes,
     )
+
+
+def describe_for_folder(
+    folder: str | Path,
+    budget: str | int | float | None = "auto",
+    *,
+    experts_on_cpu: int | None = None,
+    int8_cpu: bool = False,
+    dtype: torch.dtype = torch.bfloat16,
+    store: HeatStore | None = None,
+) -> str:
+    """`unmask info MODEL --budget 12GiB`: the plan from config.json and any measured heat."""
+    config = LLaDA2MoeConfig.from_file(folder)
+    heat = (store or HeatStore()).load(Path(folder).resolve().name, config)
+    plan = plan_for_config(config, budget, dtype, heat=heat, experts_on_cpu=experts_on_cpu,
+                           int8_cpu=int8_cpu)
+    return plan.describe()
 
 
 # ---- options and the public entry points ---------------------------------------------------------

@@ -137,15 +137,20 @@ def _ranges(starts: list[int], lengths: list[int]) -> torch.Tensor:
     return torch.arange(int(n.sum())) + shift.repeat_interleave(n)
 
 
-def balance(items: list[tuple[int, int, int]], workers: int) -> list[list[tuple[int, int, int]]]:
-    """Longest-first onto the least-loaded worker; +4 rows stands for each expert's fixed cost."""
-    buckets: list[list[tuple[int, int, int]]] = [[] for _ in range(max(1, workers))]
-    loads = [0] * len(buckets)
-    for item in sorted(items, key=lambda it: -it[2]):
-        i = loads.index(min(loads))
-        buckets[i].append(item)
-        loads[i] += item[2] + 4
-    return [b for b in buckets if b]
+def split_contiguous(items: list[tuple[int, int, int]], workers: int) -> list[list[tuple[int, int, int]]]:
+    """Cut (expert, start, rows) items, in expert order, into <= workers runs of similar load, so
+    each worker's rows are one slice and its experts one grouped call. +4 rows stands for each
+    expert's fixed cost (streaming its weights)."""
+    loads = [n + 4 for _, _, n in items]
+    target = sum(loads) / max(1, workers)
+    chunks: list[list[tuple[int, int, int]]] = [[]]
+    done = 0.0
+    for item, load in zip(items, loads, strict=True):
+        chunks[-1].append(item)
+        done += load
+        if done >= target * len(chunks) and len(chunks) < workers:
+            chunks.append([])
+    return [c for c in chunks if c]
 
 
 class LayerPlacement:
@@ -276,7 +281,8 @@ class LayerPlacement:
         for e in cpu:
             items.append((e, pos, rows[e]))
             pos += rows[e]
-        futures = [rt.pool.submit(self._cpu_work, x_cpu, y_cpu, b) for b in balance(items, rt.threads)]
+        chunks = split_contiguous(items, rt.threads)
+        futures = [rt.pool.submit(self._cpu_work, x_cpu, y_cpu, chunk) for chunk in chunks]
         return idx, y_cpu, futures
 
     def _finish_cpu(self, job: tuple[torch.Tensor, torch.Tensor, list[Future]], out) -> None:
@@ -287,12 +293,16 @@ class LayerPlacement:
         # Pinned y_cpu: an async upload; the caching host allocator keeps it alive until done.
         out.index_copy_(0, idx.to(dev), y_cpu.to(dev, non_blocking=True).to(out.dtype))
 
-    def _cpu_work(self, x: torch.Tensor, y: torch.Tensor, items) -> None:
+    def _cpu_work(self, x: torch.Tensor, y: torch.Tensor, chunk) -> None:
+        """One worker's run of experts: rows [first start, last end) of x, in expert order."""
         with torch.no_grad():  # grad mode is per thread
-            for e, start, n in items:
-                y[start : start + n] = self._cpu_expert(e, x[start : start + n])
-
-    def _cpu_expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        if self.int8 is not None and self.rt.int8_active:
-            return self.int8.compute(e, x)
-        return self.masters.compute_one(e, x)
+            if self.int8 is not None and self.rt.int8_active:
+                for e, start, n in chunk:
+                    y[start : start + n] = self.int8.compute(e, x[start : start + n])
+                return
+            # Few Python steps per worker: a thread that keeps re-taking the GIL stalls the others.
+            counts = torch.zeros(self.num_experts, dtype=torch.long)
+            for e, _, n in chunk:
+                counts[e] = n
+            lo, hi = chunk[0][1], chunk[-1][1] + chunk[-1][2]
+            y[lo:hi] = self.masters.compute_sorted(x[lo:hi], counts)

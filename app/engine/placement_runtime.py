@@ -27,8 +27,8 @@ from app.engine.placement_exec import (
     CostModel,
     Counters,
     LayerPlacement,
-    balance,
     physical_cores,
+    split_contiguous,
 )
 
 
@@ -54,12 +54,12 @@ def calibrate(layer: LayerPlacement) -> CostModel:
     copy_bw = src.nbytes / max(best, 1e-9)
 
     def per_expert(n: int) -> float:
-        jobs = 2 * rt.threads
+        jobs = min(4 * rt.threads, layer.num_experts)  # distinct experts, in order, as in a call
         x = torch.randn(jobs * n, layer.hidden, dtype=m.gate_proj.dtype)
         y = torch.empty_like(x)
-        items = [(i % layer.num_experts, i * n, n) for i in range(jobs)]
+        items = [(i, i * n, n) for i in range(jobs)]
         t = time.perf_counter()
-        for f in [rt.pool.submit(layer._cpu_work, x, y, b) for b in balance(items, rt.threads)]:
+        for f in [rt.pool.submit(layer._cpu_work, x, y, c) for c in split_contiguous(items, rt.threads)]:
             f.result()
         return (time.perf_counter() - t) / jobs
 
@@ -77,10 +77,15 @@ class PlacementRuntime:
         self.model, self.plan, self.device, self.options = model, plan, device, options
         self.policy, self.heat, self.store = options.policy, heat, store
         self.threads = options.cpu_threads or physical_cores()
+        # CPU threads = physical cores: on a CPU device as torch's intra-op threads; with an
+        # accelerator as pool workers, each single-threaded (workers x cores threads would thrash).
         self._torch_threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(self.threads)  # CPU-only machines: threads = physical cores
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="unmask-experts")
+        torch.set_num_threads(self.threads if device.type == "cpu" else 1)
+        # Each worker sets its OpenMP/MKL threads explicitly: a fresh thread otherwise gets the
+        # library default team (all cores) for matmuls, which thrashes (measured: 20 ms a call).
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="unmask-experts",
+                                       initializer=torch.set_num_threads,
+                                       initargs=(torch.get_num_threads(),))
         self.copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.counters = Counters()
         self.force_cpu, self.track_heat, self.int8_active = False, True, plan.int8_cpu
