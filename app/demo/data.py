@@ -100,10 +100,10 @@ class Batch:
 
 def collate(
     examples: list[Example], mask_id: int, pad_id: int, rng: np.random.Generator,
-    corrupt_rate: float = 0.1,
+    corrupt_rate: float = 0.1, mask_schedule: str = "uniform",
 ) -> Batch:
-    """Masked-diffusion noise: each example draws t ~ U(0, 1], masks each free position with
-    probability t, and swaps a few unmasked free positions for random tokens (to learn
+    """Masked-diffusion noise: each example draws a mask ratio t (uniform, or cosine), masks each
+    free position with probability t, and swaps a few unmasked free positions for random tokens (to learn
     self-correction); the loss covers both."""
     length = max(len(e.ids) for e in examples)
     b = len(examples)
@@ -116,6 +116,8 @@ def collate(
         n = len(e.ids)
         clean[i, :n], segments[i, :n], valid[i, :n] = e.ids, e.segments, True
         t = rng.uniform(0.02, 1.0)
+        if mask_schedule == "cosine":  # MaskGIT: more weight on heavily masked canvases
+            t = max(0.02, float(np.cos(np.pi / 2 * rng.uniform(0.0, 1.0))))
         masked = e.free & (rng.random(n) < t)
         if not masked.any():  # every example teaches something
             masked[rng.choice(np.flatnonzero(e.free))] = True

@@ -1,6 +1,6 @@
 """Train the ShapesWorld demo model and write it as a model folder.
 
-    python -m app.demo.train --out resources/models/shapes-demo --steps 3000 --seed 0
+    python -m app.demo.train --out resources/models/shapes-demo --steps 1400 --seed 0
 
 Everything is reproducible by seed: the tokenizer corpus, the codec, the initial weights and the
 order of training examples. The objective is LLaDA's masked diffusion over the free positions of
@@ -37,8 +37,8 @@ CORPUS_SCENES = 4000
 # The demo's backbone: same architecture as LLaDA2.0-mini (spec §1.3), scaled down to train on a
 # 2-core CPU in about an hour and ship in well under 40 MB.
 ARCH = dict(
-    hidden_size=192, num_hidden_layers=5, num_attention_heads=6, num_key_value_heads=2,
-    head_dim=32, intermediate_size=512, moe_intermediate_size=192, num_experts=8,
+    hidden_size=160, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+    head_dim=40, intermediate_size=384, moe_intermediate_size=160, num_experts=8,
     num_experts_per_tok=2, n_group=4, topk_group=2, num_shared_experts=1, first_k_dense_replace=1,
     routed_scaling_factor=2.5, partial_rotary_factor=0.5, rope_theta=10000.0, rms_norm_eps=1e-6,
     use_qk_norm=True, use_qkv_bias=False, use_bias=False, tie_word_embeddings=False,
@@ -98,19 +98,19 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
 
 def train(
     out: Path, steps: int, batch_size: int, seed: int, lr: float, threads: int,
-    checkpoint_every: int = 200,
+    checkpoint_every: int = 200, init: Path | None = None, mask_schedule: str = "uniform",
+    warmup: int = 100,
 ) -> dict:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    tokenizer, codec, config = build_assets(seed)
+    if init is not None:  # continue from a model folder, with its own tokenizer and codec
+        model, tokenizer, codec = load_folder(init)
+        config = model.config
+    else:
+        tokenizer, codec, config = build_assets(seed)
+        model = fresh_model(config, seed)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size())
-    model: LLaDA2MoeModelLM = random_model(config, seed=seed, std=0.02)
-    for block in model.moe_blocks():  # the router starts neutral; the bias only steers selection
-        block.gate.expert_bias.zero_()
-    for name, p in model.named_parameters():
-        if "norm" in name:
-            p.data.fill_(1.0)
     model.train().requires_grad_(True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -123,14 +123,15 @@ def train(
     for step in range(steps):
         # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
         kind = str(rng.choice(list(TASK_MIX), p=list(TASK_MIX.values())))
-        batch = collate([maker.make(rng, kind) for _ in range(batch_size)], ids.mask, ids.eos, rng)
+        batch = collate([maker.make(rng, kind) for _ in range(batch_size)], ids.mask, ids.eos, rng,
+                        mask_schedule=mask_schedule)
         logits = model(batch.noisy, batch.attention)
         loss = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask])
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for group in optim.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
+            group["lr"] = lr_at(step, steps, lr, warmup)
         optim.step()
         if step % 25 == 0 or step == steps - 1:
             elapsed = time.perf_counter() - start
@@ -144,9 +145,31 @@ def train(
     model.eval().requires_grad_(False)
     write_folder(out, model, tokenizer, codec)
     summary = {"steps": steps, "batch_size": batch_size, "seed": seed, "lr": lr,
+               "init": str(init) if init else None, "mask_schedule": mask_schedule,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def fresh_model(config: LLaDA2MoeConfig, seed: int) -> LLaDA2MoeModelLM:
+    model = random_model(config, seed=seed, std=0.02)
+    for block in model.moe_blocks():  # the router starts neutral; the bias only steers selection
+        block.gate.expert_bias.zero_()
+    for name, p in model.named_parameters():
+        if "norm" in name:
+            p.data.fill_(1.0)
+    return model
+
+
+def load_folder(folder: Path):
+    from tokenizers import Tokenizer
+
+    from app.engine.checkpoint import load_model
+    from app.engine.codecs.patch_vq import PatchVQCodec
+
+    model = load_model(folder)
+    return model, Tokenizer.from_file(str(folder / "tokenizer.json")), PatchVQCodec.load(
+        folder / "image_tokenizer")
 
 
 def write_folder(out: Path, model, tokenizer, codec) -> None:
@@ -159,13 +182,17 @@ def write_folder(out: Path, model, tokenizer, codec) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="train the ShapesWorld demo model")
     parser.add_argument("--out", type=Path, default=Path("resources/models/shapes-demo"))
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=1400)
+    parser.add_argument("--batch-size", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", type=Path, default=None, help="continue from this model folder")
+    parser.add_argument("--mask-schedule", choices=["uniform", "cosine"], default="uniform")
+    parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args(argv)
-    train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.threads)
+    train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.threads,
+          init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup)
 
 
 if __name__ == "__main__":
