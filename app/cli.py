@@ -89,6 +89,8 @@ def cmd_info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unmask", description="Unmask Studio")
     sub = parser.add_subparsers(dest="command")
+    gui = sub.add_parser("gui", help="the desktop app (the default command)")
+    gui.add_argument("gui_args", nargs=argparse.REMAINDER, help="options of the app (see --help)")
     info = sub.add_parser("info", help="describe a model folder")
     info.add_argument("model")
     info.add_argument("--budget", default=None, help="show the expert placement for a GPU budget "
@@ -108,10 +110,14 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()  # a frozen app must not re-run main in the spawned worker
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
+        argv = ["gui", *argv]  # `unmask` alone (or with app options) opens the desktop app
     args = build_parser().parse_args(argv)
-    if args.command is None:
-        build_parser().print_help()
-        return 0
+    if args.command == "gui":
+        from app.ui.app import main as gui_main
+
+        return gui_main(args.gui_args)
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

@@ -87,9 +87,12 @@ class Pipeline:
         pipe = cls(folder, model, tokenizer, codec, defaults)
         pipe.placement = None
         if placement:
-            from app.engine.placement import apply_placement
+            from app.engine.placement import PlacementOptions, apply_placement
 
-            pipe.placement = apply_placement(model, placement, device=device)
+            known = PlacementOptions.__dataclass_fields__
+            options = PlacementOptions(**{k: v for k, v in placement.items() if k in known})
+            options.heat_key = options.heat_key or folder.name
+            pipe.placement = apply_placement(model, options=options, device=device)
         return pipe
 
     def describe(self) -> dict:

@@ -1,0 +1,121 @@
+"""The engine pipeline on a demo-format folder (real tokenizer and codec, random weights)."""
+
+import numpy as np
+import pytest
+
+from app.demo import world
+from app.engine import Cancelled, CheckpointError
+from app.engine.jobs import JobError, JobSpec
+from app.engine.pipeline import MASK_PLACEHOLDER, Pipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    from app.demo.train import build_assets, fresh_model, write_folder
+
+    tokenizer, codec, config = build_assets(seed=0)
+    folder = tmp_path_factory.mktemp("demo") / "random-demo"
+    write_folder(folder, fresh_model(config, seed=0), tokenizer, codec)
+    return Pipeline.load(folder)
+
+
+@pytest.fixture(scope="module")
+def scene_image():
+    return world.render(world.Scene("white", (world.Obj("circle", "red", "large", "center"),)))
+
+
+def test_generate_streams_previews_until_every_cell_is_committed(pipeline):
+    views = []
+    result = pipeline.run(JobSpec("generate", "a large red circle", params={"seed": 2,
+                                                                           "image_steps": 6}),
+                          on_step=views.append)
+    assert result.image.shape == (64, 64, 3) and result.tokens.shape == (16, 16)
+    assert [v.index for v in views] == list(range(6))
+    assert all(v.preview.shape == (16, 16, 3) for v in views)
+    masked = [int(v.masked.sum()) for v in views]
+    assert masked == sorted(masked, reverse=True) and masked[-1] == 0
+    committed = np.concatenate([v.positions for v in views])
+    assert sorted(committed.tolist()) == list(range(256))
+    assert views[0].expert_counts.shape == (3, 8)
+    assert result.params["seed"] == 2 and result.timings["total"] > 0
+
+
+def test_same_seed_same_image_and_different_seed_differs(pipeline):
+    def draw(seed):
+        return pipeline.run(JobSpec("generate", "a small blue square", params={
+            "seed": seed, "image_steps": 4})).image
+
+    assert np.array_equal(draw(5), draw(5))
+    assert not np.array_equal(draw(5), draw(6))
+
+
+def test_inpaint_only_frees_masked_cells_and_keeps_other_pixels(pipeline, scene_image):
+    cell_mask, pixel_mask = world.inpaint_masks("top left")
+    views = []
+    result = pipeline.run(JobSpec("inpaint", "a small yellow triangle", images=[scene_image],
+                                  mask=pixel_mask, params={"image_steps": 4}),
+                          on_step=views.append)
+    committed = np.concatenate([v.positions for v in views])
+    assert set(committed.tolist()) == set(np.flatnonzero(cell_mask.reshape(-1)).tolist())
+    assert np.array_equal(result.image[~pixel_mask], scene_image[~pixel_mask])
+
+
+def test_ask_streams_partial_text_with_placeholders(pipeline, scene_image):
+    views = []
+    result = pipeline.run(JobSpec("ask", "what color is the circle", images=[scene_image],
+                                  params={"text_steps": 4, "threshold": 1.01}),
+                          on_step=views.append)
+    assert len(views) >= 2 and MASK_PLACEHOLDER in views[0].text
+    assert isinstance(result.text, str)
+
+
+def test_large_input_images_are_fitted_to_the_codec(pipeline):
+    big = np.repeat(np.repeat(world.render(world.sample_scene(np.random.default_rng(1))), 5, 0),
+                    7, 1)
+    result = pipeline.run(JobSpec("edit", "make the circle blue", images=[big],
+                                  params={"image_steps": 2}))
+    assert result.image.shape == (64, 64, 3)
+
+
+def test_cancel_between_steps(pipeline):
+    calls = []
+    with pytest.raises(Cancelled):
+        pipeline.run(JobSpec("generate", "a red circle", params={"image_steps": 8}),
+                     on_step=calls.append, should_cancel=lambda: len(calls) >= 3)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("job,needle", [
+    (JobSpec("edit", "make it red"), "needs an image"),
+    (JobSpec("inpaint", "a red circle", images=[np.zeros((64, 64, 3), np.uint8)]), "mask"),
+    (JobSpec("inpaint", "a red circle", images=[np.zeros((64, 64, 3), np.uint8)],
+             mask=np.zeros((64, 64), bool)), "empty"),
+    (JobSpec("inpaint", "a red circle", images=[np.zeros((64, 64, 3), np.uint8)],
+             mask=np.ones((32, 32), bool)), "must match"),
+    (JobSpec("paint", "x"), "unknown task"),
+])
+def test_bad_jobs_raise_clear_errors(pipeline, job, needle):
+    with pytest.raises(JobError, match=needle):
+        pipeline.run(job)
+
+
+def test_unknown_words_are_reported(pipeline):
+    result = pipeline.run(JobSpec("chat", "hello zeppelin", params={"text_steps": 2}))
+    assert any("zeppelin" in w for w in result.warnings)
+
+
+def test_unsupported_codec_names_the_folder(tmp_path, pipeline):
+    import json
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(pipeline.folder, folder)
+    (folder / "image_tokenizer" / "config.json").write_text(json.dumps({"codec": "sigvq"}))
+    with pytest.raises(CheckpointError, match="sigvq"):
+        Pipeline.load(folder)
+
+
+def test_missing_tokenizer_names_the_file(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="tokenizer.json"):
+        Pipeline.load(tmp_path)
