@@ -1,0 +1,106 @@
+"""The shipped demo model end to end through the `unmask` command (real processes, real files)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.demo import world
+from app.imageio import decode_image, encode_png, read_png_text
+from app.paths import DEFAULT_MODEL
+
+
+def unmask(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"unmask {args} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def scene_png(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scenes")
+    scene = world.Scene("white", (world.Obj("circle", "red", "large", "center"),))
+    path = folder / "scene.png"
+    path.write_bytes(encode_png(world.render(scene)))
+    return scene, path
+
+
+def test_demo_model_is_shipped_small_enough():
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL.rglob("*") if p.is_file())
+    assert (DEFAULT_MODEL / "config.json").is_file() and size <= 40 * 2**20
+
+
+def test_generate_writes_png_with_parameters_and_frames(tmp_path):
+    out, frames = tmp_path / "out.png", tmp_path / "frames"
+    unmask("generate", "a large blue square at the center on a white background", "-o", out,
+           "--seed", 3, "--steps", 8, "--frames", frames)
+    data = out.read_bytes()
+    assert decode_image(data).shape == (64, 64, 3)
+    meta = read_png_text(data)
+    assert meta["seed"] == "3" and meta["mode"] == "generate" and "blue square" in meta["prompt"]
+    assert len(list(frames.glob("step_*.png"))) == 8
+
+
+def test_same_seed_same_image(tmp_path):
+    for name in ("a.png", "b.png"):
+        unmask("generate", "a small green triangle", "-o", tmp_path / name, "--seed", 11,
+               "--steps", 6)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_ask_answers_about_an_image(scene_png):
+    _, path = scene_png
+    assert unmask("ask", path, "What color is the background?").stdout.strip() == "white"
+
+
+def test_inpaint_keeps_pixels_outside_the_mask(tmp_path, scene_png):
+    scene, path = scene_png
+    _, pixel_mask = world.inpaint_masks("top left")
+    mask_path = tmp_path / "mask.png"
+    mask_path.write_bytes(encode_png(np.repeat(pixel_mask[..., None], 3, 2).astype(np.uint8) * 255))
+    out = tmp_path / "inpainted.png"
+    unmask("inpaint", path, mask_path, "a small yellow triangle", "-o", out, "--seed", 1)
+    result = decode_image(out.read_bytes())
+    assert np.array_equal(result[~pixel_mask], world.render(scene)[~pixel_mask])
+
+
+def test_unknown_words_warn_but_still_answer(scene_png):
+    _, path = scene_png
+    proc = unmask("ask", path, "what colour is the zeppelin")
+    assert "warning" in proc.stderr and "zeppelin" in proc.stderr
+    assert proc.stdout.strip() != ""
+
+
+def test_unreadable_image_is_a_clear_error_naming_the_file(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    proc = unmask("ask", bad, "what color is the background", check=False)
+    assert proc.returncode == 2 and "broken.png" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_broken_model_folder_is_a_clear_error(tmp_path):
+    proc = unmask("generate", "a red circle", "-o", tmp_path / "x.png", "--model", tmp_path,
+                  check=False)
+    assert proc.returncode == 2 and str(tmp_path) in proc.stderr
+
+
+def test_batch_runs_jobs_in_order_and_reports_errors(tmp_path, scene_png):
+    _, path = scene_png
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps(j) for j in [
+        {"task": "generate", "prompt": "a large red circle", "seed": 1},
+        {"task": "ask", "question": "what color is the background", "image": str(path)},
+        {"task": "edit", "instruction": "make the circle blue", "image": str(tmp_path / "nope.png")},
+    ]))
+    unmask("batch", jobs, "--out", tmp_path / "out")
+    results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text()
+               .splitlines()]
+    assert [r["line"] for r in results] == [1, 2, 3]
+    assert decode_image(Path(results[0]["image"]).read_bytes()).shape == (64, 64, 3)
+    assert results[1]["text"] == "white"
+    assert "nope.png" in results[2]["error"]
