@@ -113,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
         argv = ["gui", *argv]  # `unmask` alone (or with app options) opens the desktop app
-    args = build_parser().parse_args(argv)
-    if args.command == "gui":
+    if argv[0] == "gui":
+        # The app parses its own options: argparse's REMAINDER drops a leading `--option`.
         from app.ui.app import main as gui_main
 
-        return gui_main(args.gui_args)
+        return gui_main(argv[1:])
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

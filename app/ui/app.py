@@ -18,6 +18,7 @@ from pathlib import Path
 from app.paths import DEFAULT_MODEL, resources_dir, user_data_dir
 
 STYLE = "styles/app.qss"
+ICON_SIZES = (16, 32, 48, 64, 128, 256, 512)  # resources/icons/unmask-studio-{size}.png
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where settings, conversations and images live "
                              "(default: the platform's user data folder)")
     parser.add_argument("--engine", default=None, help=argparse.SUPPRESS)  # tests, benchmarks
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation without a display: build the window "
+                             "offscreen, draw one image and answer one question through the "
+                             "worker process, print the results; exit status 0 = all good")
     return parser
+
+
+def app_icon():
+    """The app icon at every shipped size (Qt picks the best one per use); empty if missing."""
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    for size in ICON_SIZES:
+        path = resources_dir() / "icons" / f"unmask-studio-{size}.png"
+        if path.is_file():
+            icon.addFile(str(path))
+    return icon
+
+
+def create_application():
+    """The QApplication with the app's name, icon and theme (the GUI and the self-test)."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("Unmask Studio")
+    app.setOrganizationName("Unmask Studio")
+    app.setDesktopFileName("unmask-studio")  # Wayland/X11: match installer/linux/*.desktop
+    app.setWindowIcon(app_icon())
+    app.setQuitOnLastWindowClosed(False)  # the loop ends after the worker has shut down
+    apply_theme(app)
+    return app
 
 
 def apply_theme(app) -> None:
@@ -82,14 +113,13 @@ async def run_window(window) -> None:
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    import qasync
-    from PySide6.QtWidgets import QApplication
+    if args.self_test:
+        from app.selftest import run_self_test
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    app.setApplicationName("Unmask Studio")
-    app.setOrganizationName("Unmask Studio")
-    app.setQuitOnLastWindowClosed(False)  # the loop ends after the worker has shut down
-    apply_theme(app)
+        return run_self_test(model=args.model, engine=args.engine)
+    import qasync
+
+    app = create_application()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = create_window(args.data_dir, model=args.model, engine=args.engine)
