@@ -18,7 +18,8 @@ def add_job_commands(sub) -> None:
     def common(p, image_out: bool = True):
         p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder")
         p.add_argument("--seed", type=int, default=None)
-        p.add_argument("--steps", type=int, default=None, help="denoising steps")
+        p.add_argument("--steps", type=int, default=None,
+                       help="denoising steps (per 32-token block for block-decoded output)")
         p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
         p.add_argument("--temperature", type=float, default=None)
         p.add_argument("--frames", type=Path, default=None, help="write every step's preview here")

@@ -24,13 +24,24 @@ def scene_image():
     return world.render(world.Scene("white", (world.Obj("circle", "red", "large", "center"),)))
 
 
-def test_generate_streams_previews_until_every_cell_is_committed(pipeline):
+def image_blocks(pipeline, prompt: str) -> int:
+    """How many 32-column blocks a 256-code canvas after this prompt's prefix touches."""
+    prefix = len(pipeline.prompts.text_to_image(prompt, 16, 16).prefix)
+    return (prefix + 256 - 1) // 32 - prefix // 32 + 1
+
+
+@pytest.mark.parametrize("schedule", ["blocks", "canvas"])
+def test_generate_streams_previews_until_every_cell_is_committed(pipeline, schedule):
     views = []
-    result = pipeline.run(JobSpec("generate", "a large red circle", params={"seed": 2,
-                                                                           "image_steps": 6}),
-                          on_step=views.append)
+    prompt = "a large red circle"
+    result = pipeline.run(JobSpec("generate", prompt, params={
+        "seed": 2, "image_steps": 6, "image_schedule": schedule}), on_step=views.append)
     assert result.image.shape == (64, 64, 3) and result.tokens.shape == (16, 16)
-    assert [v.index for v in views] == list(range(6))
+    # blocks: up to image_steps per block (a block whose cells all pass the threshold early ends
+    # early), top to bottom (spec §5.2); canvas: image_steps in all
+    steps = 6 * image_blocks(pipeline, prompt) if schedule == "blocks" else 6
+    assert views[0].total == steps and [v.index for v in views] == list(range(len(views)))
+    assert len(views) <= steps if schedule == "blocks" else len(views) == steps
     assert all(v.preview.shape == (16, 16, 3) for v in views)
     masked = [int(v.masked.sum()) for v in views]
     assert masked == sorted(masked, reverse=True) and masked[-1] == 0
@@ -49,12 +60,16 @@ def test_same_seed_same_image_and_different_seed_differs(pipeline):
     assert not np.array_equal(draw(5), draw(6))
 
 
-def test_inpaint_only_frees_masked_cells_and_keeps_other_pixels(pipeline, scene_image):
+@pytest.mark.parametrize("schedule", ["blocks", "canvas"])
+def test_inpaint_only_frees_masked_cells_and_keeps_other_pixels(pipeline, scene_image, schedule):
     cell_mask, pixel_mask = world.inpaint_masks("top left")
     views = []
     result = pipeline.run(JobSpec("inpaint", "a small yellow triangle", images=[scene_image],
-                                  mask=pixel_mask, params={"image_steps": 4}),
+                                  mask=pixel_mask, params={"image_steps": 4,
+                                                           "image_schedule": schedule}),
                           on_step=views.append)
+    if schedule == "blocks":  # blocks without a masked cell are skipped, not stepped through
+        assert len(views) == views[0].total < 4 * 9
     committed = np.concatenate([v.positions for v in views])
     assert set(committed.tolist()) == set(np.flatnonzero(cell_mask.reshape(-1)).tolist())
     assert np.array_equal(result.image[~pixel_mask], scene_image[~pixel_mask])
