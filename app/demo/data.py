@@ -2,8 +2,11 @@
 prompt builder (app.engine.tasks), so training and inference share one token layout.
 
 An example is a clean sequence plus which positions are free (to be noised and predicted) and
-the attention segments: image outputs are one segment after the prefix (whole-canvas decoding),
-text answers use LLaDA2 block-causal segments (col // block_length).
+the attention segments. Everything is block-causal like LLaDA2.0-Uni's own decoding loop
+(../shared/spec/llada2_uni.md §5.2: blocks of 32 columns over the whole sequence, the prompt
+included; block i sees blocks <= i). Text answers are trained with all blocks noised at once;
+image canvases (256 codes, 8+ blocks) with the block-diffusion layout of `collate_blocks`, where
+every noisy block sees clean copies of the blocks before it, exactly as at inference.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from app.demo import world
 from app.engine.tasks import PromptBuilder
 
-TASK_MIX = {"generate": 0.35, "edit": 0.2, "inpaint": 0.15, "ask": 0.3}
+TASK_MIX = {"generate": 0.4, "edit": 0.2, "inpaint": 0.15, "ask": 0.25}
 ANSWER_LENGTH = 32  # gen_length of text answers; answers are padded with eos to this length
 BLOCK_LENGTH = 32
 UNCOND_RATE = 0.1  # prompt dropout for classifier-free guidance
@@ -29,6 +32,7 @@ class Example:
     segments: np.ndarray  # int64 [S]
     kind: str
     code_range: tuple[int, int]  # ids of the free positions' vocabulary (for random corruption)
+    prefix_len: int = 0  # image outputs: where the canvas starts
 
 
 class ExampleMaker:
@@ -50,9 +54,9 @@ class ExampleMaker:
         ids = np.array(prefix + (target.reshape(-1) + self.offset).tolist(), dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prefix):] = free_cells.reshape(-1)
-        segments = (np.arange(len(ids)) >= len(prefix)).astype(np.int64)
+        segments = np.arange(len(ids)) // BLOCK_LENGTH
         span = (self.offset, self.offset + self.codec.num_codes)
-        return Example(ids, free, segments, kind, span)
+        return Example(ids, free, segments, kind, span, prefix_len=len(prefix))
 
     def _prefix(self, layout, rng) -> list[int]:
         return layout.uncond_prefix if rng.random() < UNCOND_RATE else layout.prefix
@@ -132,3 +136,88 @@ def collate(
     attention = (allowed & torch.from_numpy(valid)[:, None, :]).unsqueeze(1)
     return Batch(torch.from_numpy(clean), torch.from_numpy(noisy), torch.from_numpy(loss),
                  attention)
+
+
+@dataclass
+class BlockBatch(Batch):
+    positions: torch.Tensor  # [B, S'] position ids (the clean copy repeats the canvas positions)
+    weights: torch.Tensor  # [B, S'] float loss weight per position (see HARD_CELL_WEIGHT)
+
+
+# Loss weight of canvas cells a block cannot copy from the rows above: the first row (it has to
+# read the prompt) and cells differing from their upper or left neighbour (object edges). With
+# block-causal decoding most cells are easy copies, and unweighted they drown out what matters.
+HARD_CELL_WEIGHT = 5.0
+GRID_SIDE = 16
+
+
+def collate_blocks(
+    examples: list[Example], mask_id: int, pad_id: int, rng: np.random.Generator,
+    corrupt_rate: float = 0.1, mask_schedule: str = "uniform",
+    hard_cell_weight: float = HARD_CELL_WEIGHT,
+) -> BlockBatch:
+    """Block-diffusion training rows (BD3-LM's two-copy layout) for image outputs.
+
+    Row = [prefix | noisy blocks | clean blocks], the two copies covering the blocks from the one
+    holding the prompt's end, with the same position ids. Each noisy block draws its own mask
+    ratio and sees the prefix, itself, and the *clean* copies of earlier blocks; clean blocks see
+    the prefix and clean blocks <= theirs. So one forward trains every block under exactly the
+    context it has when the sampler reaches it (tests/test_demo_blocks.py checks this)."""
+    # The copies start at the block holding the prompt's end: its prompt tail attends to the noisy
+    # canvas there while that block is sampled, and to the clean one afterwards.
+    starts = [e.prefix_len // BLOCK_LENGTH * BLOCK_LENGTH for e in examples]
+    totals = [2 * len(e.ids) - r for e, r in zip(examples, starts, strict=True)]
+    length = max(totals)
+    b = len(examples)
+    clean = np.full((b, length), pad_id, dtype=np.int64)
+    noisy = clean.copy()
+    positions = np.zeros((b, length), dtype=np.int64)
+    loss = np.zeros((b, length), dtype=bool)
+    weights = np.zeros((b, length), dtype=np.float32)
+    attention = np.zeros((b, length, length), dtype=bool)
+    for i, (e, r) in enumerate(zip(examples, starts, strict=True)):
+        n, p, total = len(e.ids), e.prefix_len, totals[i]
+        pos = np.concatenate([np.arange(n), np.arange(r, n)])
+        block = pos // BLOCK_LENGTH
+        part = np.concatenate([np.zeros(r, int), np.ones(n - r, int), np.full(n - r, 2)])
+        c = n - p
+        t = _mask_ratios(rng, int(block[-1]) + 1, mask_schedule)[block[p:n]]
+        free = e.free[p:]
+        masked = free & (rng.random(c) < t)
+        if not masked.any():
+            masked[rng.choice(np.flatnonzero(free))] = True
+        corrupt = free & ~masked & (rng.random(c) < corrupt_rate * t)
+        canvas = e.ids[p:].copy()
+        canvas[masked] = mask_id
+        canvas[corrupt] = rng.integers(e.code_range[0], e.code_range[1], size=int(corrupt.sum()))
+        noisy[i, :total] = np.concatenate([e.ids[:p], canvas, e.ids[r:]])
+        clean[i, :total] = np.concatenate([e.ids, e.ids[r:]])
+        positions[i, :total] = pos
+        loss[i, p:n] = masked | corrupt
+        weights[i, p:n] = np.where(_hard_cells(e.ids[p:]), hard_cell_weight, 1.0)
+        qb, kb = block[:, None], block[None, :]
+        qp, kp = part[:, None], part[None, :]
+        see_prefix = (kp == 0) & (kb <= qb)
+        see_noisy = (kp == 1) & (qp == 1) & (kb == qb)
+        see_clean = (kp == 2) & (((qp == 1) & (kb < qb)) | ((qp == 2) & (kb <= qb)))
+        attention[i, :total, :total] = see_prefix | see_noisy | see_clean
+    # Padding rows attend to themselves only, so softmax never sees an empty row.
+    idle = ~attention.any(-1)
+    attention[idle[:, :, None] & np.eye(length, dtype=bool)[None]] = True
+    return BlockBatch(torch.from_numpy(clean), torch.from_numpy(noisy), torch.from_numpy(loss),
+                      torch.from_numpy(attention).unsqueeze(1), torch.from_numpy(positions),
+                      torch.from_numpy(weights))
+
+
+def _hard_cells(canvas: np.ndarray) -> np.ndarray:
+    """First row, and cells unlike the cell above or to the left (row-major GRID_SIDE grid)."""
+    k = np.arange(len(canvas))
+    above = np.where(k >= GRID_SIDE, canvas[np.maximum(k - GRID_SIDE, 0)], -1)
+    left = np.where(k % GRID_SIDE > 0, canvas[np.maximum(k - 1, 0)], canvas)
+    return (k < GRID_SIDE) | (canvas != above) | (canvas != left)
+
+
+def _mask_ratios(rng: np.random.Generator, n: int, schedule: str) -> np.ndarray:
+    if schedule == "cosine":  # MaskGIT: more weight on heavily masked canvases
+        return np.maximum(0.02, np.cos(np.pi / 2 * rng.uniform(0.0, 1.0, size=n)))
+    return rng.uniform(0.02, 1.0, size=n)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from app.demo import world
-from app.demo.data import TASK_MIX, ExampleMaker, collate
+from app.demo.data import HARD_CELL_WEIGHT, TASK_MIX, ExampleMaker, collate, collate_blocks
 from app.demo.text_tokenizer import train_text_tokenizer
 from app.engine.checkpoint import save_model
 from app.engine.codecs.patch_vq import train_patch_vq
@@ -29,6 +29,13 @@ from app.engine.config import LLaDA2MoeConfig
 from app.engine.model import LLaDA2MoeModelLM
 from app.engine.presets import random_model
 from app.engine.tasks import PromptBuilder
+
+# RoPE base chosen so the second rotary frequency (pair i=1 of rotary_dim/2 = 10) has a period of
+# exactly one image row (16 codes): theta**(-2/20) = 2*pi/16. Tokens in the same column then share
+# that phase, so "the cell above/below" is as easy to attend to as "the cell beside", which the
+# 1-D positions of spec §3.3.4 otherwise leave for a tiny model to discover.
+GRID_WIDTH = 16
+GRID_ROPE_THETA = (GRID_WIDTH / (2 * math.pi)) ** 10
 
 CODEC_SCENES = 3000
 NUM_CODES = 1296  # every distinct 4x4 patch of the world: a lossless codec
@@ -40,15 +47,19 @@ ARCH = dict(
     hidden_size=160, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
     head_dim=40, intermediate_size=384, moe_intermediate_size=160, num_experts=8,
     num_experts_per_tok=2, n_group=4, topk_group=2, num_shared_experts=1, first_k_dense_replace=1,
-    routed_scaling_factor=2.5, partial_rotary_factor=0.5, rope_theta=10000.0, rms_norm_eps=1e-6,
+    routed_scaling_factor=2.5, partial_rotary_factor=0.5, rope_theta=GRID_ROPE_THETA, rms_norm_eps=1e-6,
     use_qk_norm=True, use_qkv_bias=False, use_bias=False, tie_word_embeddings=False,
     max_position_embeddings=1024,
 )
 
-# Sampling settings the demo model was tuned with (read by app.engine.pipeline).
+# Sampling settings the demo model was tuned with (read by app.engine.pipeline; written into
+# config.json `unmask_defaults` whenever a folder is written). Images use LLaDA2.0-Uni's own
+# block loop (spec §5.2) on an unpadded canvas, as trained (app/demo/data.py collate_blocks).
 DEMO_DEFAULTS = {
-    "image_steps": 16, "cfg": 2.0, "temperature": 1.0, "choice_temperature": 2.0,
-    "text_steps": 8, "block_length": 32, "gen_length": 32, "threshold": 0.9,
+    "image_schedule": "blocks", "image_block_length": 32, "image_pad_to_block": False,
+    "image_steps": 8, "image_threshold": 0.95, "cfg": 2.0, "temperature": 0.0,
+    "choice_temperature": 2.0, "text_steps": 8, "block_length": 32, "gen_length": 32,
+    "threshold": 0.9,
 }
 
 
@@ -99,8 +110,13 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
 def train(
     out: Path, steps: int, batch_size: int, seed: int, lr: float, threads: int,
     checkpoint_every: int = 200, init: Path | None = None, mask_schedule: str = "uniform",
-    warmup: int = 100,
+    warmup: int = 100, task_mix: dict[str, float] | None = None, code_init: bool = True,
+    schedule_steps: int | None = None, hard_cell_weight: float = HARD_CELL_WEIGHT,
 ) -> dict:
+    """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
+    stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next."""
+    schedule_steps = schedule_steps or steps
+    task_mix = task_mix or TASK_MIX
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     if init is not None:  # continue from a model folder, with its own tokenizer and codec
@@ -108,7 +124,7 @@ def train(
         config = model.config
     else:
         tokenizer, codec, config = build_assets(seed)
-        model = fresh_model(config, seed)
+        model = fresh_model(config, seed, codec if code_init else None)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size())
     model.train().requires_grad_(True)
@@ -122,16 +138,27 @@ def train(
     log, start = [], time.perf_counter()
     for step in range(steps):
         # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
-        kind = str(rng.choice(list(TASK_MIX), p=list(TASK_MIX.values())))
-        batch = collate([maker.make(rng, kind) for _ in range(batch_size)], ids.mask, ids.eos, rng,
-                        mask_schedule=mask_schedule)
-        logits = model(batch.noisy, batch.attention)
-        loss = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask])
+        kind = str(rng.choice(list(task_mix), p=list(task_mix.values())))
+        examples = [maker.make(rng, kind) for _ in range(batch_size)]
+        if kind == "ask":
+            batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
+            logits = model(batch.noisy, batch.attention)
+        else:
+            batch = collate_blocks(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
+                                   hard_cell_weight=hard_cell_weight)
+            logits = model(batch.noisy, batch.attention, batch.positions)
+        per_token = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask],
+                                    reduction="none")
+        if kind == "ask":
+            loss = per_token.mean()
+        else:
+            w = batch.weights[batch.loss_mask]
+            loss = (per_token * w).sum() / w.sum()
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for group in optim.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup)
+            group["lr"] = lr_at(step, schedule_steps, lr, warmup)
         optim.step()
         if step % 25 == 0 or step == steps - 1:
             elapsed = time.perf_counter() - start
@@ -144,15 +171,46 @@ def train(
             model.train()
     model.eval().requires_grad_(False)
     write_folder(out, model, tokenizer, codec)
-    summary = {"steps": steps, "batch_size": batch_size, "seed": seed, "lr": lr,
+    summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
+               "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def fresh_model(config: LLaDA2MoeConfig, seed: int) -> LLaDA2MoeModelLM:
+def code_features(codec) -> torch.Tensor:
+    """[K, p*p*C] one-hot palette colour per pixel of each code: codes that share pixels share
+    features, so what the model learns about one edge patch carries over to its recoloured twins."""
+    palette = world.PALETTE_ARRAY.astype(np.float32)
+    pixels = codec.centroids.reshape(codec.num_codes, -1, 3)
+    labels = np.argmin(((pixels[:, :, None, :] - palette[None, None]) ** 2).sum(-1), axis=-1)
+    onehot = np.eye(len(palette), dtype=np.float32)[labels]  # [K, p*p, C]
+    return torch.from_numpy(onehot.reshape(codec.num_codes, -1))
+
+
+def init_code_rows(model: LLaDA2MoeModelLM, codec, seed: int) -> None:
+    """Start the image-code rows of the embedding and the output head as a fixed linear map of
+    code_features: the head's logits then begin as a sum of per-pixel colour scores, and training
+    only has to learn which pixel gets which colour instead of 1296 unrelated classes."""
+    features = code_features(codec)
+    features = features - features.mean(0, keepdim=True)
+    hidden = model.config.hidden_size
+    generator = torch.Generator().manual_seed(seed + 7)
+    basis = torch.linalg.qr(torch.randn(max(hidden, features.shape[1]), hidden,
+                                        generator=generator))[0][: features.shape[1]]
+    rows = features @ basis
+    offset = model.config.image_token_offset
+    with torch.no_grad():
+        for table in (model.model.word_embeddings.weight, model.lm_head.weight):
+            target_norm = table[:offset].norm(dim=1).mean()
+            table[offset:offset + len(rows)] = rows * (target_norm / rows.norm(dim=1).mean())
+
+
+def fresh_model(config: LLaDA2MoeConfig, seed: int, codec=None) -> LLaDA2MoeModelLM:
     model = random_model(config, seed=seed, std=0.02)
+    if codec is not None:
+        init_code_rows(model, codec, seed)
     for block in model.moe_blocks():  # the router starts neutral; the bias only steers selection
         block.gate.expert_bias.zero_()
     for name, p in model.named_parameters():
@@ -174,6 +232,7 @@ def load_folder(folder: Path):
 
 def write_folder(out: Path, model, tokenizer, codec) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    model.config.extra["unmask_defaults"] = dict(DEMO_DEFAULTS)
     save_model(model, out)
     tokenizer.save(str(out / "tokenizer.json"))
     codec.save(out / "image_tokenizer")
@@ -190,9 +249,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, default=None, help="continue from this model folder")
     parser.add_argument("--mask-schedule", choices=["uniform", "cosine"], default="uniform")
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--schedule-steps", type=int, default=None,
+                        help="lay the learning-rate schedule out for this many steps (default: "
+                             "--steps) and stop after --steps")
+    parser.add_argument("--hard-cell-weight", type=float, default=HARD_CELL_WEIGHT,
+                        help="loss weight of canvas cells that differ from the cell above or to "
+                             "the left, and of the first row (1 = unweighted)")
+    parser.add_argument("--task-mix", type=_task_mix, default=None,
+                        help="e.g. generate=0.4,edit=0.2,inpaint=0.15,ask=0.25 (the default)")
     args = parser.parse_args(argv)
     train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.threads,
-          init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup)
+          init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup,
+          schedule_steps=args.schedule_steps, hard_cell_weight=args.hard_cell_weight,
+          task_mix=args.task_mix)
+
+
+def _task_mix(text: str) -> dict[str, float]:
+    mix = {k: float(v) for k, v in (part.split("=") for part in text.split(","))}
+    unknown = set(mix) - set(TASK_MIX)
+    if unknown or abs(sum(mix.values()) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"tasks {sorted(TASK_MIX)} with shares summing to 1")
+    return mix
 
 
 if __name__ == "__main__":
