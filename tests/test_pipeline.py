@@ -54,7 +54,7 @@ def test_generate_streams_previews_until_every_cell_is_committed(pipeline, sched
 def test_same_seed_same_image_and_different_seed_differs(pipeline):
     def draw(seed):
         return pipeline.run(JobSpec("generate", "a small blue square", params={
-            "seed": seed, "image_steps": 4})).image
+            "seed": seed, "image_steps": 4, "temperature": 1.0})).image
 
     assert np.array_equal(draw(5), draw(5))
     assert not np.array_equal(draw(5), draw(6))
@@ -69,7 +69,7 @@ def test_inpaint_only_frees_masked_cells_and_keeps_other_pixels(pipeline, scene_
                                                            "image_schedule": schedule}),
                           on_step=views.append)
     if schedule == "blocks":  # blocks without a masked cell are skipped, not stepped through
-        assert len(views) == views[0].total < 4 * 9
+        assert 1 <= len(views) <= views[0].total < 4 * 9
     committed = np.concatenate([v.positions for v in views])
     assert set(committed.tolist()) == set(np.flatnonzero(cell_mask.reshape(-1)).tolist())
     assert np.array_equal(result.image[~pixel_mask], scene_image[~pixel_mask])

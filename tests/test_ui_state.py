@@ -615,3 +615,17 @@ def test_regenerating_an_inpaint_sends_the_same_image_and_mask_with_a_new_seed(l
     assert again.task == "inpaint" and again.prompt == first.prompt
     assert again.mask == first.mask and again.images == first.images
     assert again.params["seed"] is None  # a new sample
+
+
+def test_sampling_settings_default_to_the_models_own(loop, make_window, tmp_path):
+    """Untouched sampling boxes read "model default" and send nothing, so the model folder's
+    tuned unmask_defaults apply; a value the user sets is sent as is."""
+    assert set(Settings().params()) == {"seed"}
+    win = make_window(tmp_path / "profile")
+    dialog = win.open_settings()
+    assert dialog.image_steps.text() == "model default" and dialog.cfg.text() == "model default"
+    dialog.cfg.setValue(0.0)  # one step up from "model default": a real value, sent
+    dialog.image_steps.setValue(12)
+    params = dialog.result_settings().params()
+    assert params["cfg"] == 0.0 and params["image_steps"] == 12 and "temperature" not in params
+    dialog.reject()

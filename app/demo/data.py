@@ -36,8 +36,14 @@ class Example:
 
 
 class ExampleMaker:
-    def __init__(self, prompts: PromptBuilder, codec, text_vocab: int):
+    def __init__(self, prompts: PromptBuilder, codec, text_vocab: int,
+                 image_layout: str = "blocks"):
+        """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
+        whole canvas one segment after the prefix: MaskGIT-style decoding, for collate)."""
+        if image_layout not in ("blocks", "canvas"):
+            raise ValueError(f"image_layout must be 'blocks' or 'canvas', not {image_layout!r}")
         self.prompts, self.codec, self.text_vocab = prompts, codec, text_vocab
+        self.image_layout = image_layout
         self.offset = prompts.ids.image_offset
         self.side = world.IMAGE_SIZE // world.PATCH_SIZE
 
@@ -54,7 +60,10 @@ class ExampleMaker:
         ids = np.array(prefix + (target.reshape(-1) + self.offset).tolist(), dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prefix):] = free_cells.reshape(-1)
-        segments = np.arange(len(ids)) // BLOCK_LENGTH
+        if self.image_layout == "canvas":
+            segments = (np.arange(len(ids)) >= len(prefix)).astype(np.int64)
+        else:
+            segments = np.arange(len(ids)) // BLOCK_LENGTH
         span = (self.offset, self.offset + self.codec.num_codes)
         return Example(ids, free, segments, kind, span, prefix_len=len(prefix))
 

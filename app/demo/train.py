@@ -62,6 +62,13 @@ DEMO_DEFAULTS = {
     "threshold": 0.9,
 }
 
+# ...and for a model trained with image_layout="canvas": whole-canvas MaskGIT decoding.
+CANVAS_DEFAULTS = {
+    "image_schedule": "canvas", "image_steps": 16, "cfg": 2.0, "temperature": 1.0,
+    "choice_temperature": 2.0, "text_steps": 8, "block_length": 32, "gen_length": 32,
+    "threshold": 0.9,
+}
+
 
 def world_corpus(rng: np.random.Generator) -> list[str]:
     texts = list(world.vocabulary())
@@ -80,14 +87,14 @@ def codec_patches(rng: np.random.Generator) -> np.ndarray:
     return arr.reshape(-1, p * p * 3)
 
 
-def build_assets(seed: int):
+def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA):
     rng = np.random.default_rng(seed)
     tokenizer = train_text_tokenizer(world_corpus(rng))
     codec = train_patch_vq(codec_patches(rng), num_codes=NUM_CODES, seed=seed, iters=20,
                            snap_colors=world.PALETTE_ARRAY)
     text_vocab = tokenizer.get_vocab_size()
     config = LLaDA2MoeConfig.from_dict({
-        **ARCH,
+        **ARCH, "rope_theta": rope_theta,
         "vocab_size": text_vocab + codec.num_codes,
         "pad_token_id": tokenizer.token_to_id("<|endoftext|>"),
         "image_token_offset": text_vocab,
@@ -112,6 +119,7 @@ def train(
     checkpoint_every: int = 200, init: Path | None = None, mask_schedule: str = "uniform",
     warmup: int = 100, task_mix: dict[str, float] | None = None, code_init: bool = True,
     schedule_steps: int | None = None, hard_cell_weight: float = HARD_CELL_WEIGHT,
+    image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next."""
@@ -123,10 +131,11 @@ def train(
         model, tokenizer, codec = load_folder(init)
         config = model.config
     else:
-        tokenizer, codec, config = build_assets(seed)
+        tokenizer, codec, config = build_assets(seed, rope_theta)
         model = fresh_model(config, seed, codec if code_init else None)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
-    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size())
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout)
+    defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     model.train().requires_grad_(True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -140,7 +149,7 @@ def train(
         # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
         kind = str(rng.choice(list(task_mix), p=list(task_mix.values())))
         examples = [maker.make(rng, kind) for _ in range(batch_size)]
-        if kind == "ask":
+        if kind == "ask" or image_layout == "canvas":
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
             logits = model(batch.noisy, batch.attention)
         else:
@@ -149,7 +158,7 @@ def train(
             logits = model(batch.noisy, batch.attention, batch.positions)
         per_token = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask],
                                     reduction="none")
-        if kind == "ask":
+        if kind == "ask" or image_layout == "canvas":
             loss = per_token.mean()
         else:
             w = batch.weights[batch.loss_mask]
@@ -167,10 +176,10 @@ def train(
                   flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
             model.eval()
-            write_folder(out, model, tokenizer, codec)  # a usable model at any time
+            write_folder(out, model, tokenizer, codec, defaults)  # a usable model at any time
             model.train()
     model.eval().requires_grad_(False)
-    write_folder(out, model, tokenizer, codec)
+    write_folder(out, model, tokenizer, codec, defaults)
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
@@ -230,9 +239,9 @@ def load_folder(folder: Path):
         folder / "image_tokenizer")
 
 
-def write_folder(out: Path, model, tokenizer, codec) -> None:
+def write_folder(out: Path, model, tokenizer, codec, defaults: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    model.config.extra["unmask_defaults"] = dict(DEMO_DEFAULTS)
+    model.config.extra["unmask_defaults"] = dict(defaults or DEMO_DEFAULTS)
     save_model(model, out)
     tokenizer.save(str(out / "tokenizer.json"))
     codec.save(out / "image_tokenizer")
@@ -255,13 +264,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hard-cell-weight", type=float, default=HARD_CELL_WEIGHT,
                         help="loss weight of canvas cells that differ from the cell above or to "
                              "the left, and of the first row (1 = unweighted)")
+    parser.add_argument("--image-layout", choices=["blocks", "canvas"], default="blocks",
+                        help="blocks: block-causal canvases (LLaDA2.0-Uni's loop); canvas: the "
+                             "whole canvas at once (MaskGIT)")
+    parser.add_argument("--rope-theta", type=float, default=GRID_ROPE_THETA)
+    parser.add_argument("--no-code-init", action="store_true",
+                        help="random image-code embedding rows instead of pixel-colour features")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="e.g. generate=0.4,edit=0.2,inpaint=0.15,ask=0.25 (the default)")
     args = parser.parse_args(argv)
     train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.threads,
           init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup,
           schedule_steps=args.schedule_steps, hard_cell_weight=args.hard_cell_weight,
-          task_mix=args.task_mix)
+          task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
+          code_init=not args.no_code_init)
 
 
 def _task_mix(text: str) -> dict[str, float]:

@@ -70,20 +70,23 @@ def read_json(path: Path, warnings: list[str], expect: type = dict) -> Any | Non
 
 
 # ---- settings ------------------------------------------------------------------------------
+MODEL_DEFAULT = -1
 @dataclass
 class Settings:
     model_path: str = ""  # "" = the shipped demo model
     device: str = "cpu"  # cpu | cuda
     gpu_budget_gib: float = 0.0  # expert placement: GPU memory for experts, 0 = automatic
     int8_cpu_experts: bool = False
-    image_steps: int = 16
-    text_steps: int = 16
-    block_length: int = 32
-    gen_length: int = 32
-    cfg: float = 2.0
-    threshold: float = 0.9
-    temperature: float = 1.0
-    text_temperature: float = 0.0
+    # Sampling: MODEL_DEFAULT (below every valid value) leaves the choice to the model folder's
+    # config.json `unmask_defaults`, which is tuned per model.
+    image_steps: int = MODEL_DEFAULT
+    text_steps: int = MODEL_DEFAULT
+    block_length: int = MODEL_DEFAULT
+    gen_length: int = MODEL_DEFAULT
+    cfg: float = float(MODEL_DEFAULT)
+    threshold: float = float(MODEL_DEFAULT)
+    temperature: float = float(MODEL_DEFAULT)
+    text_temperature: float = float(MODEL_DEFAULT)
     seed_random: bool = True
     seed: int = 1234
     self_correction: bool = False
@@ -96,13 +99,16 @@ class Settings:
 
     def params(self) -> dict[str, Any]:
         """Sampling parameters for a Generate request (app/engine/jobs.py JobSpec.params)."""
-        params: dict[str, Any] = {
+        chosen = {
             "image_steps": self.image_steps, "text_steps": self.text_steps,
             "block_length": self.block_length, "gen_length": self.gen_length, "cfg": self.cfg,
             "threshold": self.threshold, "temperature": self.temperature,
             "text_temperature": self.text_temperature,
-            "seed": None if self.seed_random else self.seed,
         }
+        # ints below 1 and floats below 0 are the settings dialog's "model default"
+        params: dict[str, Any] = {k: v for k, v in chosen.items()
+                                  if (v >= 1 if isinstance(v, int) else v >= 0)}
+        params["seed"] = None if self.seed_random else self.seed
         if self.self_correction:
             params["remask_threshold"] = self.remask_threshold
         return params

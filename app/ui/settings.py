@@ -59,6 +59,12 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
     return box
 
 
+def _model_default(box):
+    """The box's minimum stands for "use the model folder's own default" (Settings.params)."""
+    box.setSpecialValueText("model default")
+    return box
+
+
 def _dspin(low: float, high: float, value: float, step: float, decimals: int = 2):
     box = QDoubleSpinBox()
     box.setRange(low, high)
@@ -96,14 +102,15 @@ class SettingsDialog(QDialog):
         self.budget.setSuffix(" GiB")
         self.int8 = QCheckBox("int8 copies of CPU experts (faster, tiny accuracy cost)")
         self.int8.setChecked(s.int8_cpu_experts)
-        self.image_steps = _spin(1, 256, s.image_steps)
-        self.text_steps = _spin(1, 256, s.text_steps)
-        self.block = _spin(1, 1024, s.block_length)
-        self.gen_length = _spin(1, 4096, s.gen_length)
-        self.cfg = _dspin(0, 20, s.cfg, 0.25)
-        self.threshold = _dspin(0, 1, s.threshold, 0.05)
-        self.temperature = _dspin(0, 5, s.temperature, 0.1)
-        self.text_temperature = _dspin(0, 5, s.text_temperature, 0.1)
+        # The lowest value of each sampling box reads "model default" (Qt's specialValueText).
+        self.image_steps = _model_default(_spin(0, 256, s.image_steps))
+        self.text_steps = _model_default(_spin(0, 256, s.text_steps))
+        self.block = _model_default(_spin(0, 1024, s.block_length))
+        self.gen_length = _model_default(_spin(0, 4096, s.gen_length))
+        self.cfg = _model_default(_dspin(-0.25, 20, s.cfg, 0.25))
+        self.threshold = _model_default(_dspin(-0.05, 1, s.threshold, 0.05))
+        self.temperature = _model_default(_dspin(-0.1, 5, s.temperature, 0.1))
+        self.text_temperature = _model_default(_dspin(-0.1, 5, s.text_temperature, 0.1))
         self.seed_random = QCheckBox("random seed each run")
         self.seed_random.setChecked(s.seed_random)
         self.seed = _spin(0, 2**31 - 1, s.seed)
@@ -124,7 +131,7 @@ class SettingsDialog(QDialog):
         form.addRow("", self.int8)
         sampling = QGroupBox("Sampling")
         form2 = QFormLayout(sampling)
-        form2.addRow("Image steps", self.image_steps)
+        form2.addRow("Image steps per block", self.image_steps)
         form2.addRow("Text steps per block", self.text_steps)
         form2.addRow("Block length", self.block)
         form2.addRow("Answer length", self.gen_length)
