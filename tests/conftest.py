@@ -19,3 +19,18 @@ def tiny_model(tiny_config):
     from app.engine.presets import random_model
 
     return random_model(tiny_config, seed=1, std=0.3)
+
+
+@pytest.fixture(scope="module")
+def loop(qapp):
+    """A qasync loop over the Qt application, one per test module: Qt and asyncio share one loop,
+    as in the app."""
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)

@@ -42,15 +42,6 @@ def model_path() -> Path:
     return DEFAULT_MODEL
 
 
-@pytest.fixture(scope="module")
-def loop(qapp):
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
-    asyncio.set_event_loop(None)
-
-
 def run(loop, coro, timeout: float = 120.0):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 

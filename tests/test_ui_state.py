@@ -141,15 +141,6 @@ def finish_image_run(client: FakeClient, coalesce: bool = False, seed: int = 42)
 
 
 # ---- fixtures --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def loop(qapp):
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
-    asyncio.set_event_loop(None)
-
-
 def settle(loop, seconds: float = 0.05) -> None:
     """Let the loop deliver what was pushed (the window follows streams in asyncio tasks)."""
     loop.run_until_complete(asyncio.sleep(seconds))
