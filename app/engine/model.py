@@ -150,7 +150,13 @@ class LLaDA2MoeBackbone(nn.Module):
     def __init__(self, config: LLaDA2MoeConfig, dtype=None, device=None):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, **kw)
+        # Weights always come from a checkpoint or an explicit init, so skip nn.Embedding's own:
+        # on the meta device it makes torch import its compiler stack (torch._dynamo, sympy),
+        # 1.8 s of every model load.
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size,
+            _weight=torch.empty(config.vocab_size, config.hidden_size, **kw),
+        )
         self.layers = nn.ModuleList(
             DecoderLayer(config, i, **kw) for i in range(config.num_hidden_layers)
         )
