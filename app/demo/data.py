@@ -131,15 +131,8 @@ def collate(
         t = rng.uniform(0.02, 1.0)
         if mask_schedule == "cosine":  # MaskGIT: more weight on heavily masked canvases
             t = max(0.02, float(np.cos(np.pi / 2 * rng.uniform(0.0, 1.0))))
-        masked = e.free & (rng.random(n) < t)
-        if not masked.any():  # every example teaches something
-            masked[rng.choice(np.flatnonzero(e.free))] = True
-        corrupt = e.free & ~masked & (rng.random(n) < corrupt_rate * t)
-        row = e.ids.copy()
-        row[masked] = mask_id
-        row[corrupt] = rng.integers(e.code_range[0], e.code_range[1], size=int(corrupt.sum()))
-        noisy[i, :n] = row
-        loss[i, :n] = masked | corrupt
+        noisy[i, :n], loss[i, :n] = _noise(e.ids, e.free, t, rng, mask_id, corrupt_rate,
+                                           e.code_range)
     seg = torch.from_numpy(segments)
     allowed = seg[:, None, :] <= seg[:, :, None]
     attention = (allowed & torch.from_numpy(valid)[:, None, :]).unsqueeze(1)
@@ -189,20 +182,12 @@ def collate_blocks(
         pos = np.concatenate([np.arange(n), np.arange(r, n)])
         block = pos // BLOCK_LENGTH
         part = np.concatenate([np.zeros(r, int), np.ones(n - r, int), np.full(n - r, 2)])
-        c = n - p
         t = _mask_ratios(rng, int(block[-1]) + 1, mask_schedule)[block[p:n]]
-        free = e.free[p:]
-        masked = free & (rng.random(c) < t)
-        if not masked.any():
-            masked[rng.choice(np.flatnonzero(free))] = True
-        corrupt = free & ~masked & (rng.random(c) < corrupt_rate * t)
-        canvas = e.ids[p:].copy()
-        canvas[masked] = mask_id
-        canvas[corrupt] = rng.integers(e.code_range[0], e.code_range[1], size=int(corrupt.sum()))
+        canvas, loss[i, p:n] = _noise(e.ids[p:], e.free[p:], t, rng, mask_id, corrupt_rate,
+                                      e.code_range)
         noisy[i, :total] = np.concatenate([e.ids[:p], canvas, e.ids[r:]])
         clean[i, :total] = np.concatenate([e.ids, e.ids[r:]])
         positions[i, :total] = pos
-        loss[i, p:n] = masked | corrupt
         weights[i, p:n] = np.where(_hard_cells(e.ids[p:]), hard_cell_weight, 1.0)
         qb, kb = block[:, None], block[None, :]
         qp, kp = part[:, None], part[None, :]
@@ -216,6 +201,21 @@ def collate_blocks(
     return BlockBatch(torch.from_numpy(clean), torch.from_numpy(noisy), torch.from_numpy(loss),
                       torch.from_numpy(attention).unsqueeze(1), torch.from_numpy(positions),
                       torch.from_numpy(weights))
+
+
+def _noise(ids: np.ndarray, free: np.ndarray, t, rng: np.random.Generator, mask_id: int,
+           corrupt_rate: float, code_range: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Mask each free position with probability t (a scalar or one per position), swap a few
+    unmasked free ones for random tokens of code_range (self-correction); returns the noisy ids
+    and where the loss goes (masked or swapped)."""
+    masked = free & (rng.random(len(ids)) < t)
+    if not masked.any():  # every example teaches something
+        masked[rng.choice(np.flatnonzero(free))] = True
+    corrupt = free & ~masked & (rng.random(len(ids)) < corrupt_rate * t)
+    row = ids.copy()
+    row[masked] = mask_id
+    row[corrupt] = rng.integers(code_range[0], code_range[1], size=int(corrupt.sum()))
+    return row, masked | corrupt
 
 
 def _hard_cells(canvas: np.ndarray) -> np.ndarray:

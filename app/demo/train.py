@@ -152,17 +152,15 @@ def train(
         if kind == "ask" or image_layout == "canvas":
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
             logits = model(batch.noisy, batch.attention)
+            weights = None
         else:
             batch = collate_blocks(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
                                    hard_cell_weight=hard_cell_weight)
             logits = model(batch.noisy, batch.attention, batch.positions)
+            weights = batch.weights[batch.loss_mask]
         per_token = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask],
                                     reduction="none")
-        if kind == "ask" or image_layout == "canvas":
-            loss = per_token.mean()
-        else:
-            w = batch.weights[batch.loss_mask]
-            loss = (per_token * w).sum() / w.sum()
+        loss = per_token.mean() if weights is None else (per_token * weights).sum() / weights.sum()
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

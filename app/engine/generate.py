@@ -201,9 +201,10 @@ class BlockDiffusionRun:
                                                device=model.device), tail == mask_id])
         self.first_block = self.prompt_len // block_length
         self.num_blocks = math.ceil(total / block_length)
-        busy = [bool(self.editable[b * block_length:(b + 1) * block_length].any())
-                for b in range(self.first_block, self.num_blocks)]  # once, off the hot path
-        self._total_steps = sum(busy) * self.steps
+        # Blocks with something to generate, decided once, off the hot path (inpainting skips
+        # blocks of given cells).
+        self.busy_blocks = [b for b in range(self.first_block, self.num_blocks)
+                            if bool(self.editable[b * block_length:(b + 1) * block_length].any())]
         self.stopped_at: int | None = None  # eos_early_stop position, if it fired
 
     @property
@@ -212,15 +213,13 @@ class BlockDiffusionRun:
 
     @property
     def total_steps(self) -> int:
-        return self._total_steps
+        return len(self.busy_blocks) * self.steps
 
     def __iter__(self) -> Iterator[Step]:
         x, L, index = self.sequence, self.block_length, 0
-        for b in range(self.first_block, self.num_blocks):
+        for b in self.busy_blocks:
             start, end = b * L, min((b + 1) * L, x.numel())
             editable = self.editable[start:end]
-            if not bool(editable.any()):
-                continue  # a block of given canvas tokens: nothing to do
             for t in self.scheduler.timesteps:
                 if not bool((x[start:end] == self.mask_id).any()) and not self._correcting():
                     break

@@ -271,12 +271,7 @@ class Pipeline:
             token_range=(offset, offset + ids.num_codes),
             generator=self._generator(params["seed"]), should_cancel=should_cancel,
         )
-        p = len(layout.prefix)
-        for step in run:
-            if on_step is not None:
-                cells = run.sequence[p:]
-                on_step(self._view(step, p, cells, preview=self._preview(cells, side)))
-        return (run.sequence[p:] - offset).cpu().numpy()
+        return self._stream_canvas(run, len(layout.prefix), side, on_step)
 
     def _denoise_blocks(self, layout: Layout, canvas, free, params, on_step, should_cancel, side):
         """LLaDA2.0-Uni's own image loop (spec §5.2): block-causal, 32-code blocks top to bottom,
@@ -298,12 +293,16 @@ class Pipeline:
             pad_to_block=bool(params["image_pad_to_block"]),
             generator=self._generator(params["seed"]), should_cancel=should_cancel,
         )
-        p = run.prompt_len
+        return self._stream_canvas(run, run.prompt_len, side, on_step)
+
+    def _stream_canvas(self, run, p: int, side: int, on_step) -> np.ndarray:
+        """Drive an image run (canvas or blocks), a preview per step; its final codes."""
+        n = side * side
         for step in run:
             if on_step is not None:
-                cells = run.sequence[p:p + side * side]
+                cells = run.sequence[p:p + n]
                 on_step(self._view(step, p, cells, preview=self._preview(cells, side)))
-        return (run.sequence[p:p + side * side] - offset).cpu().numpy()
+        return (run.sequence[p:p + n] - self.prompts.ids.image_offset).cpu().numpy()
 
     def _preview(self, cells: torch.Tensor, side: int) -> np.ndarray:
         codes = (cells - self.prompts.ids.image_offset).cpu().numpy()
