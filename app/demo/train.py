@@ -21,7 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from app.demo import world
-from app.demo.data import HARD_CELL_WEIGHT, TASK_MIX, ExampleMaker, collate, collate_blocks
+from app.demo.data import (
+    GRID_SIDE, HARD_CELL_WEIGHT, TASK_MIX, ExampleMaker, collate, collate_blocks,
+)
+from app.demo.position_probe import PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
 from app.demo.text_tokenizer import train_text_tokenizer
 from app.engine.checkpoint import save_model
 from app.engine.codecs.patch_vq import train_patch_vq
@@ -36,6 +39,9 @@ from app.engine.tasks import PromptBuilder
 # 1-D positions of spec §3.3.4 otherwise leave for a tiny model to discover.
 GRID_WIDTH = 16
 GRID_ROPE_THETA = (GRID_WIDTH / (2 * math.pi)) ** 10
+
+# Weight of the grid-position probe's loss (app/demo/position_probe.py).
+POSITION_AUX = 0.5
 
 CODEC_SCENES = 3000
 NUM_CODES = 1296  # every distinct 4x4 patch of the world: a lossless codec
@@ -120,9 +126,12 @@ def train(
     warmup: int = 100, task_mix: dict[str, float] | None = None, code_init: bool = True,
     schedule_steps: int | None = None, hard_cell_weight: float = HARD_CELL_WEIGHT,
     image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
+    position_aux: float = POSITION_AUX,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
-    stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next."""
+    stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
+    position_aux: weight of the grid-position probe loss (app/demo/position_probe.py); at 0 the
+    probe still trains, on detached hidden states, so the log shows what the model knows."""
     schedule_steps = schedule_steps or steps
     task_mix = task_mix or TASK_MIX
     torch.manual_seed(seed)
@@ -137,8 +146,10 @@ def train(
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout)
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     model.train().requires_grad_(True)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    probe = PositionProbe(config.hidden_size, GRID_SIDE)
+    probed = LayerOutput(model.model.layers[PROBE_LAYER])
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [probe.read.weight]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [probe.read.bias]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                                {"params": no_decay, "weight_decay": 0.0}], lr=lr,
                               betas=(0.9, 0.98))
@@ -151,36 +162,46 @@ def train(
         examples = [maker.make(rng, kind) for _ in range(batch_size)]
         if kind == "ask" or image_layout == "canvas":
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
-            logits = model(batch.noisy, batch.attention)
+            positions = None
             weights = None
         else:
             batch = collate_blocks(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
                                    hard_cell_weight=hard_cell_weight)
-            logits = model(batch.noisy, batch.attention, batch.positions)
+            positions = batch.positions
             weights = batch.weights[batch.loss_mask]
+        logits = model(batch.noisy, batch.attention, positions)
         per_token = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask],
                                     reduction="none")
         loss = per_token.mean() if weights is None else (per_token * weights).sum() / weights.sum()
+        hidden = probed.value if position_aux > 0 else probed.value.detach()
+        probe_loss, probe_acc = probe.loss(hidden, grid_labels(batch.clean, positions, ids.boi,
+                                                               GRID_SIDE))
+        # At weight 0 the hidden states are detached: the probe learns, the model does not.
+        total = loss + (position_aux if position_aux > 0 else 1.0) * probe_loss
         optim.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for group in optim.param_groups:
             group["lr"] = lr_at(step, schedule_steps, lr, warmup)
         optim.step()
         if step % 25 == 0 or step == steps - 1:
             elapsed = time.perf_counter() - start
-            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(elapsed, 1)})
-            print(f"step {step:5d}  {kind:8s} loss {loss.item():.4f}  {elapsed / 60:.1f} min",
-                  flush=True)
+            log.append({"step": step, "kind": kind, "loss": round(loss.item(), 4),
+                        "probe_loss": round(probe_loss.item(), 4),
+                        "probe_acc": round(probe_acc, 3), "seconds": round(elapsed, 1)})
+            print(f"step {step:5d}  {kind:8s} loss {loss.item():.4f}  cell {probe_acc:.2f}  "
+                  f"{elapsed / 60:.1f} min", flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
             model.eval()
             write_folder(out, model, tokenizer, codec, defaults)  # a usable model at any time
             model.train()
+    probed.remove()
     model.eval().requires_grad_(False)
     write_folder(out, model, tokenizer, codec, defaults)
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
+               "position_aux": position_aux, "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -268,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rope-theta", type=float, default=GRID_ROPE_THETA)
     parser.add_argument("--no-code-init", action="store_true",
                         help="random image-code embedding rows instead of pixel-colour features")
+    parser.add_argument("--position-aux", type=float, default=POSITION_AUX,
+                        help="weight of the auxiliary loss that teaches early layers each image "
+                             "cell's row and column (0: off, the probe only reports)")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="e.g. generate=0.4,edit=0.2,inpaint=0.15,ask=0.25 (the default)")
     args = parser.parse_args(argv)
@@ -275,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
           init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup,
           schedule_steps=args.schedule_steps, hard_cell_weight=args.hard_cell_weight,
           task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
-          code_init=not args.no_code_init)
+          code_init=not args.no_code_init, position_aux=args.position_aux)
 
 
 def _task_mix(text: str) -> dict[str, float]:
