@@ -22,7 +22,12 @@ import torch.nn.functional as F
 
 from app.demo import world
 from app.demo.data import (
-    GRID_SIDE, HARD_CELL_WEIGHT, TASK_MIX, ExampleMaker, collate, collate_blocks,
+    GRID_SIDE,
+    HARD_CELL_WEIGHT,
+    TASK_MIX,
+    ExampleMaker,
+    collate,
+    collate_blocks,
 )
 from app.demo.position_probe import PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
 from app.demo.text_tokenizer import train_text_tokenizer
