@@ -46,17 +46,9 @@ def test_inpainting_draws_the_object_in_the_masked_region():
     one-object scenes, the prompt's object must appear in the masked cell, the rest kept."""
     import numpy as np
 
-    from app.demo import world
-    from app.demo.evaluate import EVAL_SEED
-    from app.engine.jobs import JobSpec
+    from app.demo.evaluate import EVAL_SEED, judge_inpaint
 
     pipeline = Pipeline.load(DEFAULT_MODEL)
     rng = np.random.default_rng(EVAL_SEED + 7)
-    right = 0
-    for i in range(10):
-        example = world.sample_inpaint(world.sample_scene(rng, n_objects=1), rng)
-        result = pipeline.run(JobSpec("inpaint", example.prompt,
-                                      images=[world.render(example.source_scene)],
-                                      mask=example.pixel_mask, params={"seed": i}))
-        right += world.parse_image(result.image) == example.target_scene
+    right = sum(judge_inpaint(pipeline, rng, {"seed": i})[0] for i in range(10))
     assert right >= 6, right  # the shipped model: 7 of 10

@@ -43,13 +43,9 @@ def evaluate(pipeline, n: int = 50, seed: int = EVAL_SEED, params: dict | None =
     for i in range(n):
         job_params = {**params, "seed": seed + i}
         for count, key in ((1, "t2i_one"), (2, "t2i_two")):
-            scene = world.sample_scene(rng, n_objects=count)
-            prompt = world.sample_prompt(scene, rng)
-            result = pipeline.run(JobSpec("generate", prompt, params=job_params))
-            image_seconds.append(result.timings["total"])
-            parsed = world.parse_image(result.image)
-            ok = parsed is not None and world.satisfies(parsed, world.parse_prompt(prompt))
-            scores[key].add(ok, f"{prompt!r} -> {parsed and world.caption(parsed)}")
+            ok, note, seconds = judge_t2i(pipeline, rng, count, job_params)
+            image_seconds.append(seconds)
+            scores[key].add(ok, note)
         scene = world.sample_scene(rng)
         question, answer = world.sample_qa(scene, rng)
         got = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
@@ -62,14 +58,7 @@ def evaluate(pipeline, n: int = 50, seed: int = EVAL_SEED, params: dict | None =
         parsed = world.parse_image(result.image)
         scores["edit"].add(parsed == target, f"{instruction!r} on {world.caption(scene)!r} -> "
                                              f"{parsed and world.caption(parsed)}")
-        example = world.sample_inpaint(world.sample_scene(rng, n_objects=1), rng)
-        result = pipeline.run(JobSpec("inpaint", example.prompt,
-                                      images=[world.render(example.source_scene)],
-                                      mask=example.pixel_mask, params=job_params))
-        parsed = world.parse_image(result.image)
-        scores["inpaint"].add(parsed == example.target_scene,
-                              f"{example.prompt!r} at {example.position} -> "
-                              f"{parsed and world.caption(parsed)}")
+        scores["inpaint"].add(*judge_inpaint(pipeline, rng, job_params))
         codec = pipeline.codec
         scene = world.sample_scene(rng)
         back = world.parse_image(codec.decode(codec.encode(world.render(scene))))
@@ -78,6 +67,30 @@ def evaluate(pipeline, n: int = 50, seed: int = EVAL_SEED, params: dict | None =
                   "failures": s.failures} for k, s in scores.items()}
     report["seconds_per_image_median"] = round(statistics.median(image_seconds), 4)
     return report
+
+
+def judge_t2i(pipeline, rng: np.random.Generator, n_objects: int,
+              params: dict) -> tuple[bool, str, float]:
+    """Draw a held-out scene's prompt; whether every stated attribute is right (by the scene
+    parser), a note on what came out, and the seconds the job took."""
+    scene = world.sample_scene(rng, n_objects=n_objects)
+    prompt = world.sample_prompt(scene, rng)
+    result = pipeline.run(JobSpec("generate", prompt, params=params))
+    parsed = world.parse_image(result.image)
+    ok = parsed is not None and world.satisfies(parsed, world.parse_prompt(prompt))
+    return ok, f"{prompt!r} -> {parsed and world.caption(parsed)}", result.timings["total"]
+
+
+def judge_inpaint(pipeline, rng: np.random.Generator, params: dict) -> tuple[bool, str]:
+    """Inpaint a held-out one-object scene's masked cell; whether the result parses as exactly
+    the target scene (the object drawn there, the rest kept), and a note on what came out."""
+    example = world.sample_inpaint(world.sample_scene(rng, n_objects=1), rng)
+    result = pipeline.run(JobSpec("inpaint", example.prompt,
+                                  images=[world.render(example.source_scene)],
+                                  mask=example.pixel_mask, params=params))
+    parsed = world.parse_image(result.image)
+    return parsed == example.target_scene, (f"{example.prompt!r} at {example.position} -> "
+                                            f"{parsed and world.caption(parsed)}")
 
 
 def format_report(report: dict) -> str:

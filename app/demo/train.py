@@ -42,8 +42,7 @@ from app.engine.tasks import PromptBuilder
 # exactly one image row (16 codes): theta**(-2/20) = 2*pi/16. Tokens in the same column then share
 # that phase, so "the cell above/below" is as easy to attend to as "the cell beside", which the
 # 1-D positions of spec §3.3.4 otherwise leave for a tiny model to discover.
-GRID_WIDTH = 16
-GRID_ROPE_THETA = (GRID_WIDTH / (2 * math.pi)) ** 10
+GRID_ROPE_THETA = (GRID_SIDE / (2 * math.pi)) ** 10
 
 # Weight of the grid-position probe's loss (app/demo/position_probe.py).
 POSITION_AUX = 0.5
@@ -178,11 +177,12 @@ def train(
         per_token = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask],
                                     reduction="none")
         loss = per_token.mean() if weights is None else (per_token * weights).sum() / weights.sum()
-        hidden = probed.value if position_aux > 0 else probed.value.detach()
+        # At weight 0 the hidden states are detached: the probe learns, the model does not.
+        hidden, probe_weight = ((probed.value, position_aux) if position_aux > 0
+                                else (probed.value.detach(), 1.0))
         probe_loss, probe_acc = probe.loss(hidden, grid_labels(batch.clean, positions, ids.boi,
                                                                GRID_SIDE))
-        # At weight 0 the hidden states are detached: the probe learns, the model does not.
-        total = loss + (position_aux if position_aux > 0 else 1.0) * probe_loss
+        total = loss + probe_weight * probe_loss
         optim.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

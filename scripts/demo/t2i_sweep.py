@@ -1,5 +1,6 @@
-"""Text-to-image adherence of a demo model under sampling-parameter variants (the same held-out
-prompts as `unmask eval`, judged by the scene parser).
+"""Text-to-image adherence of a demo model under sampling-parameter variants: held-out prompts
+(from EVAL_SEED, text-to-image only, so not the same draws as `unmask eval`), judged like
+`unmask eval` judges them (app.demo.evaluate.judge_t2i).
 
     .venv/bin/python scripts/demo/t2i_sweep.py MODEL_DIR N '{"cfg": 5.0}' '{"image_steps": 32}'
 """
@@ -13,9 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.demo import world  # noqa: E402
-from app.demo.evaluate import EVAL_SEED  # noqa: E402
-from app.engine.jobs import JobSpec  # noqa: E402
+from app.demo.evaluate import EVAL_SEED, judge_t2i  # noqa: E402
 from app.engine.pipeline import Pipeline  # noqa: E402
 
 
@@ -29,13 +28,8 @@ def main() -> None:
         start = time.perf_counter()
         for i in range(n):
             for count in (1, 2):
-                scene = world.sample_scene(rng, n_objects=count)
-                prompt = world.sample_prompt(scene, rng)
-                result = pipeline.run(JobSpec("generate", prompt,
-                                              params={**params, "seed": EVAL_SEED + i}))
-                parsed = world.parse_image(result.image)
-                passed[count] += parsed is not None and world.satisfies(
-                    parsed, world.parse_prompt(prompt))
+                passed[count] += judge_t2i(pipeline, rng, count,
+                                           {**params, "seed": EVAL_SEED + i})[0]
         print(f"{variant}: one object {passed[1]}/{n}, two objects {passed[2]}/{n} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
 
