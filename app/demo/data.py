@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from app.demo import world
+from app.demo.scene_probe import IGNORE, NUM_SLOTS, label_images, scene_slots
 from app.engine.tasks import PromptBuilder
 
 TASK_MIX = {"generate": 0.4, "edit": 0.2, "inpaint": 0.15, "ask": 0.25}
@@ -33,6 +34,7 @@ class Example:
     kind: str
     code_range: tuple[int, int]  # ids of the free positions' vocabulary (for random corruption)
     prefix_len: int = 0  # image outputs: where the canvas starts
+    scene: np.ndarray | None = None  # [S, NUM_SLOTS] scene-probe labels (app/demo/scene_probe.py)
 
 
 class ExampleMaker:
@@ -56,7 +58,9 @@ class ExampleMaker:
         return getattr(self, f"_{kind}")(rng)
 
     # ---- image outputs -------------------------------------------------------------------
-    def _canvas(self, prefix: list[int], target: np.ndarray, free_cells: np.ndarray, kind: str):
+    def _canvas(self, prefix: list[int], target: np.ndarray, free_cells: np.ndarray, kind: str,
+                scenes: list[np.ndarray | None] | None = None):
+        """scenes: scene-probe slots per image of the sequence (source images, then the canvas)."""
         ids = np.array(prefix + (target.reshape(-1) + self.offset).tolist(), dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prefix):] = free_cells.reshape(-1)
@@ -65,29 +69,39 @@ class ExampleMaker:
         else:
             segments = np.arange(len(ids)) // BLOCK_LENGTH
         span = (self.offset, self.offset + self.codec.num_codes)
-        return Example(ids, free, segments, kind, span, prefix_len=len(prefix))
+        labels = label_images(ids, self.prompts.ids.boi, self.side, scenes or [None])
+        return Example(ids, free, segments, kind, span, prefix_len=len(prefix), scene=labels)
 
-    def _prefix(self, layout, rng) -> list[int]:
-        return layout.uncond_prefix if rng.random() < UNCOND_RATE else layout.prefix
+    def _prefix(self, layout, rng) -> tuple[list[int], bool]:
+        """The prompt, or (classifier-free guidance) the unconditional one; and which."""
+        uncond = rng.random() < UNCOND_RATE
+        return (layout.uncond_prefix if uncond else layout.prefix), uncond
 
     def _generate(self, rng) -> Example:
         scene = world.sample_scene(rng)
-        layout = self.prompts.text_to_image(world.sample_prompt(scene, rng), self.side, self.side)
+        prompt = world.sample_prompt(scene, rng)
+        layout = self.prompts.text_to_image(prompt, self.side, self.side)
         all_cells = np.ones((self.side, self.side), dtype=bool)
-        return self._canvas(self._prefix(layout, rng), self.codes(scene), all_cells, "generate")
+        prefix, uncond = self._prefix(layout, rng)
+        slots = None if uncond else scene_slots(scene, world.parse_prompt(prompt))
+        return self._canvas(prefix, self.codes(scene), all_cells, "generate", [slots])
 
     def _edit(self, rng) -> Example:
         scene = world.sample_scene(rng)
         instruction, target = world.sample_edit(scene, rng)
         layout = self.prompts.edit(self.codes(scene), instruction)
         all_cells = np.ones((self.side, self.side), dtype=bool)
-        return self._canvas(self._prefix(layout, rng), self.codes(target), all_cells, "edit")
+        prefix, uncond = self._prefix(layout, rng)
+        slots = [scene_slots(scene), None if uncond else scene_slots(target)]
+        return self._canvas(prefix, self.codes(target), all_cells, "edit", slots)
 
     def _inpaint(self, rng) -> Example:
         example = world.sample_inpaint(world.sample_scene(rng, n_objects=1), rng)
         layout = self.prompts.inpaint(example.prompt, self.side, self.side)
         target = self.codes(example.target_scene)
-        return self._canvas(self._prefix(layout, rng), target, example.cell_mask, "inpaint")
+        prefix, uncond = self._prefix(layout, rng)
+        slots = None if uncond else scene_slots(example.target_scene)
+        return self._canvas(prefix, target, example.cell_mask, "inpaint", [slots])
 
     # ---- text outputs --------------------------------------------------------------------
     def _ask(self, rng) -> Example:
@@ -100,7 +114,8 @@ class ExampleMaker:
         free = np.zeros(len(ids), dtype=bool)
         free[len(prompt):] = True
         segments = np.arange(len(ids)) // BLOCK_LENGTH
-        return Example(ids, free, segments, "ask", (0, self.text_vocab))
+        labels = label_images(ids, self.prompts.ids.boi, self.side, [scene_slots(scene)])
+        return Example(ids, free, segments, "ask", (0, self.text_vocab), scene=labels)
 
 
 @dataclass
@@ -109,6 +124,16 @@ class Batch:
     noisy: torch.Tensor  # [B, S]
     loss_mask: torch.Tensor  # [B, S] bool: masked or corrupted free positions
     attention: torch.Tensor  # [B, 1, S, S] bool
+    scene: torch.Tensor  # [B, S, NUM_SLOTS] scene-probe labels, IGNORE where none
+
+
+def _scene_labels(examples: list[Example], rows: list[np.ndarray], length: int) -> torch.Tensor:
+    """Stack per-row scene labels (rows[i]: positions of example i's labels in its row)."""
+    out = np.full((len(examples), length, NUM_SLOTS), IGNORE, dtype=np.int64)
+    for i, (e, where) in enumerate(zip(examples, rows, strict=True)):
+        if e.scene is not None:
+            out[i, : len(where)] = e.scene[where]
+    return torch.from_numpy(out)
 
 
 def collate(
@@ -136,8 +161,9 @@ def collate(
     seg = torch.from_numpy(segments)
     allowed = seg[:, None, :] <= seg[:, :, None]
     attention = (allowed & torch.from_numpy(valid)[:, None, :]).unsqueeze(1)
+    scene = _scene_labels(examples, [np.arange(len(e.ids)) for e in examples], length)
     return Batch(torch.from_numpy(clean), torch.from_numpy(noisy), torch.from_numpy(loss),
-                 attention)
+                 attention, scene)
 
 
 @dataclass
@@ -198,8 +224,12 @@ def collate_blocks(
     # Padding rows attend to themselves only, so softmax never sees an empty row.
     idle = ~attention.any(-1)
     attention[idle[:, :, None] & np.eye(length, dtype=bool)[None]] = True
+    # The clean copies repeat the canvas, so they repeat its scene labels too.
+    rows = [np.concatenate([np.arange(len(e.ids)), np.arange(r, len(e.ids))])
+            for e, r in zip(examples, starts, strict=True)]
     return BlockBatch(torch.from_numpy(clean), torch.from_numpy(noisy), torch.from_numpy(loss),
-                      torch.from_numpy(attention).unsqueeze(1), torch.from_numpy(positions),
+                      torch.from_numpy(attention).unsqueeze(1),
+                      _scene_labels(examples, rows, length), torch.from_numpy(positions),
                       torch.from_numpy(weights))
 
 

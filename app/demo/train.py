@@ -30,6 +30,7 @@ from app.demo.data import (
     collate_blocks,
 )
 from app.demo.position_probe import PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
+from app.demo.scene_probe import SCENE_PROBE_LAYER, SceneProbe
 from app.demo.text_tokenizer import train_text_tokenizer
 from app.engine.checkpoint import save_model
 from app.engine.codecs.patch_vq import train_patch_vq
@@ -46,6 +47,8 @@ GRID_ROPE_THETA = (GRID_SIDE / (2 * math.pi)) ** 10
 
 # Weight of the grid-position probe's loss (app/demo/position_probe.py).
 POSITION_AUX = 0.5
+# Weight of the scene probe's loss (app/demo/scene_probe.py); 0: it only reports.
+SCENE_AUX = 1.0
 
 CODEC_SCENES = 3000
 NUM_CODES = 1296  # every distinct 4x4 patch of the world: a lossless codec
@@ -130,12 +133,13 @@ def train(
     warmup: int = 100, task_mix: dict[str, float] | None = None, code_init: bool = True,
     schedule_steps: int | None = None, hard_cell_weight: float = HARD_CELL_WEIGHT,
     image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
-    position_aux: float = POSITION_AUX,
+    position_aux: float = POSITION_AUX, scene_aux: float = SCENE_AUX,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
     position_aux: weight of the grid-position probe loss (app/demo/position_probe.py); at 0 the
-    probe still trains, on detached hidden states, so the log shows what the model knows."""
+    probe still trains, on detached hidden states, so the log shows what the model knows.
+    scene_aux: the same for the scene probe (app/demo/scene_probe.py)."""
     schedule_steps = schedule_steps or steps
     task_mix = task_mix or TASK_MIX
     torch.manual_seed(seed)
@@ -152,8 +156,12 @@ def train(
     model.train().requires_grad_(True)
     probe = PositionProbe(config.hidden_size, GRID_SIDE)
     probed = LayerOutput(model.model.layers[PROBE_LAYER])
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [probe.read.weight]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [probe.read.bias]
+    scene_probe = SceneProbe(config.hidden_size)
+    scene_probed = LayerOutput(model.model.layers[SCENE_PROBE_LAYER])
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [
+        probe.read.weight, scene_probe.read.weight]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [
+        probe.read.bias, scene_probe.read.bias]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                                {"params": no_decay, "weight_decay": 0.0}], lr=lr,
                               betas=(0.9, 0.98))
@@ -178,11 +186,12 @@ def train(
                                     reduction="none")
         loss = per_token.mean() if weights is None else (per_token * weights).sum() / weights.sum()
         # At weight 0 the hidden states are detached: the probe learns, the model does not.
-        hidden, probe_weight = ((probed.value, position_aux) if position_aux > 0
-                                else (probed.value.detach(), 1.0))
+        hidden, probe_weight = _probe_input(probed.value, position_aux)
         probe_loss, probe_acc = probe.loss(hidden, grid_labels(batch.clean, positions, ids.boi,
                                                                GRID_SIDE))
-        total = loss + probe_weight * probe_loss
+        hidden, scene_weight = _probe_input(scene_probed.value, scene_aux)
+        scene_loss, scene_acc = scene_probe.loss(hidden, batch.scene)
+        total = loss + probe_weight * probe_loss + scene_weight * scene_loss
         optim.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,23 +202,32 @@ def train(
             elapsed = time.perf_counter() - start
             log.append({"step": step, "kind": kind, "loss": round(loss.item(), 4),
                         "probe_loss": round(probe_loss.item(), 4),
-                        "probe_acc": round(probe_acc, 3), "seconds": round(elapsed, 1)})
+                        "probe_acc": round(probe_acc, 3), "scene_loss": round(scene_loss.item(), 4),
+                        "scene_acc": round(scene_acc, 3), "seconds": round(elapsed, 1)})
             print(f"step {step:5d}  {kind:8s} loss {loss.item():.4f}  cell {probe_acc:.2f}  "
-                  f"{elapsed / 60:.1f} min", flush=True)
+                  f"scene {scene_acc:.2f}  {elapsed / 60:.1f} min", flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
             model.eval()
             write_folder(out, model, tokenizer, codec, defaults)  # a usable model at any time
             model.train()
     probed.remove()
+    scene_probed.remove()
     model.eval().requires_grad_(False)
     write_folder(out, model, tokenizer, codec, defaults)
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
-               "position_aux": position_aux, "image_layout": image_layout,
+               "position_aux": position_aux, "scene_aux": scene_aux,
+               "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _probe_input(hidden: torch.Tensor, weight: float) -> tuple[torch.Tensor, float]:
+    """A probe's input and loss weight: at weight 0 the probe reads detached states at weight 1,
+    so it keeps learning (and reporting) without training the model."""
+    return (hidden, weight) if weight > 0 else (hidden.detach(), 1.0)
 
 
 def code_features(codec) -> torch.Tensor:
@@ -297,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--position-aux", type=float, default=POSITION_AUX,
                         help="weight of the auxiliary loss that teaches early layers each image "
                              "cell's row and column (0: off, the probe only reports)")
+    parser.add_argument("--scene-aux", type=float, default=SCENE_AUX,
+                        help="weight of the auxiliary loss that makes every image cell encode the "
+                             "scene its image shows or must show (0: off, the probe only reports)")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="e.g. generate=0.4,edit=0.2,inpaint=0.15,ask=0.25 (the default)")
     args = parser.parse_args(argv)
@@ -304,7 +325,8 @@ def main(argv: list[str] | None = None) -> None:
           init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup,
           schedule_steps=args.schedule_steps, hard_cell_weight=args.hard_cell_weight,
           task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
-          code_init=not args.no_code_init, position_aux=args.position_aux)
+          code_init=not args.no_code_init, position_aux=args.position_aux,
+          scene_aux=args.scene_aux)
 
 
 def _task_mix(text: str) -> dict[str, float]:
