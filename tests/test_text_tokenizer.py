@@ -81,3 +81,20 @@ def test_save_load_round_trip(tok, tmp_path):
     assert loaded.get_vocab() == tok.get_vocab()
     ids = loaded.encode("what color is the circle?").ids
     assert loaded.decode(ids, skip_special_tokens=True) == "what color is the circle ?"
+
+
+def test_phrases_become_single_tokens_only_where_written_as_such():
+    phrases = ["top left", "blue background"]
+    tok = train_text_tokenizer(CORPUS, phrases)
+    enc = tok.encode("A red circle at the Top Left on a blue background?")
+    assert enc.tokens == ["a", "red", "circle", "at", "the", "top left", "on", "a",
+                          "blue background", "?"]
+    # phrase ids come after every word, in the given order; specials keep theirs
+    words = train_text_tokenizer(CORPUS).get_vocab_size()
+    assert [tok.token_to_id(p) for p in phrases] == [words, words + 1]
+    assert tok.token_to_id("<|mask|>") == 1
+    # whole words only; other spacing falls back to the separate words
+    assert tok.encode("the top lefty").tokens[:2] == ["the", "top"]
+    assert tok.encode("top  left").tokens == ["top", "left"]
+    assert tok.encode("what color is the background").tokens[-1] == "background"
+    assert decode_words(tok, enc.ids) == "a red circle at the top left on a blue background ?"

@@ -47,12 +47,14 @@ def _always_included() -> Iterator[str]:
     yield from SYSTEM_PROMPTS.values()
 
 
-def train_text_tokenizer(corpus: Iterable[str]) -> Tokenizer:
+def train_text_tokenizer(corpus: Iterable[str], phrases: Sequence[str] = ()) -> Tokenizer:
     """A WordLevel tokenizer over every word in `corpus` (plus the role words and system prompts).
 
     Lowercases, splits on whitespace and punctuation ("circle?" -> "circle", "?"); unknown words
     map to [UNK]. Word ids are ordered by frequency then alphabetically, so the same corpus always
-    gives the same ids."""
+    gives the same ids. `phrases`: multi-word names that become one token each, with ids after
+    the words in the given order (matched as whole words, case-insensitively, with single
+    spaces; any other spacing falls back to the separate words)."""
     tok = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -71,6 +73,8 @@ def train_text_tokenizer(corpus: Iterable[str]) -> Tokenizer:
     tok.add_special_tokens(specials)  # already in the vocab; makes sure they are never split
     for i, token in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(token) == i, token  # ids the model config relies on
+    if phrases:
+        tok.add_tokens([AddedToken(p, single_word=True, normalized=True) for p in phrases])
     return tok
 
 

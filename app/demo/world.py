@@ -618,3 +618,10 @@ def vocabulary() -> list[str]:
     words = set(templates.split()) | set(COLORS) | set(SHAPES) | set(SIZES)
     words |= {w for p in POSITIONS for w in p.split()}
     return sorted(words)
+
+
+def phrase_names() -> tuple[str, ...]:
+    """The world's two-word names: the two-word positions ("top left") and "{color} background".
+    The demo tokenizer makes each one token: "blue" alone is then always an object's colour and
+    a position always one token, so the model need not learn from word pairs which is which."""
+    return tuple(p for p in POSITIONS if " " in p) + tuple(f"{c} background" for c in COLORS)
