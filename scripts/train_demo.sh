@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Retrains the shipped ShapesWorld demo model (resources/models/shapes-demo) from scratch,
-# reproducibly by seed, on the CPU: one run of 5800 steps (about 80 minutes on 2 idle cores; keep
+# reproducibly by seed, on the CPU: one run of 5000 steps (about 70 minutes on 2 idle cores; keep
 # other torch work off the machine meanwhile: two processes each spinning 2 OpenMP threads on 2
 # cores slow both several-fold).
 #  - whole-canvas (MaskGIT) image layout, the task mix generate .35 / edit .2 / inpaint .15 /
@@ -8,6 +8,10 @@
 #  - the grid-position probe (app/demo/position_probe.py) at weight 1: early layers learn each
 #    image cell's row and column, which the model needs to put "a red circle at the top left"
 #    in the right cells;
+#  - the scene probe (app/demo/scene_probe.py) at weight 1: every image cell encodes the scene
+#    its image shows or must show (what the prompt says), so the canvas reads the prompt;
+#  - a tokenizer with one token per two-word name ("top left", "blue background"), so words
+#    mean the same wherever they stand;
 #  - RoPE base with a 16-code period (GRID_ROPE_THETA), image-code rows initialised from their
 #    pixel colours.
 # The block-diffusion recipe (--image-layout blocks) was tried in session 2 and did not beat the
@@ -17,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-resources/models/shapes-demo}
 mkdir -p "$OUT/training"
-.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 5800 --lr 2e-3 \
+.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 5000 --lr 2e-3 \
   --image-layout canvas --task-mix generate=0.35,edit=0.2,inpaint=0.15,ask=0.3 \
-  --mask-schedule cosine --position-aux 1.0 | tee "$OUT/training/train.log"
+  --mask-schedule cosine --position-aux 1.0 --scene-aux 1.0 | tee "$OUT/training/train.log"
 mv "$OUT/training_log.json" "$OUT/training/"

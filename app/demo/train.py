@@ -102,7 +102,7 @@ def codec_patches(rng: np.random.Generator) -> np.ndarray:
 
 def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA):
     rng = np.random.default_rng(seed)
-    tokenizer = train_text_tokenizer(world_corpus(rng))
+    tokenizer = train_text_tokenizer(world_corpus(rng), world.phrase_names())
     codec = train_patch_vq(codec_patches(rng), num_codes=NUM_CODES, seed=seed, iters=20,
                            snap_colors=world.PALETTE_ARRAY)
     text_vocab = tokenizer.get_vocab_size()
