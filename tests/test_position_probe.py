@@ -7,20 +7,14 @@ import torch
 
 from app.demo.data import GRID_SIDE, ExampleMaker, collate, collate_blocks
 from app.demo.position_probe import IGNORE, PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
-from app.demo.train import load_folder
-from app.engine.presets import random_model
-from app.engine.tasks import PromptBuilder
-from app.paths import DEFAULT_MODEL
+from tests.probe_fixtures import shipped_assets, tiny_trainable_model
 
 CELLS = GRID_SIDE * GRID_SIDE
 
 
 @pytest.fixture(scope="module")
 def assets():
-    shipped, tokenizer, codec = load_folder(DEFAULT_MODEL)  # its tokenizer and codec
-    prompts = PromptBuilder(tokenizer, shipped.config.extra, codec.num_codes,
-                            shipped.config.vocab_size)
-    return shipped.config, tokenizer, codec, prompts
+    return shipped_assets()
 
 
 def test_labels_mark_every_canvas_cell_in_row_major_order(assets):
@@ -62,10 +56,8 @@ def test_block_layout_labels_both_copies_of_the_canvas_alike(assets):
 
 def test_probe_loss_reaches_the_early_layers_only_and_stays_out_of_the_saved_model(assets):
     config, tokenizer, codec, prompts = assets
-    small = type(config).from_dict({**config.to_dict(), "hidden_size": 32, "head_dim": 8,
-                                    "num_hidden_layers": 3, "intermediate_size": 48,
-                                    "moe_intermediate_size": 16})
-    model = random_model(small, seed=0).train().requires_grad_(True)
+    model = tiny_trainable_model(config)
+    small = model.config
     names_before = set(model.state_dict())
     probe = PositionProbe(small.hidden_size, GRID_SIDE)
     probed = LayerOutput(model.model.layers[PROBE_LAYER])

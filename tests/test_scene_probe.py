@@ -18,10 +18,7 @@ from app.demo.scene_probe import (
     SceneProbe,
     scene_slots,
 )
-from app.demo.train import load_folder
-from app.engine.presets import random_model
-from app.engine.tasks import PromptBuilder
-from app.paths import DEFAULT_MODEL
+from tests.probe_fixtures import shipped_assets, tiny_trainable_model
 
 CELLS = GRID_SIDE * GRID_SIDE
 SCENE = world.Scene("blue", (world.Obj("circle", "red", "small", "top left"),
@@ -30,10 +27,7 @@ SCENE = world.Scene("blue", (world.Obj("circle", "red", "small", "top left"),
 
 @pytest.fixture(scope="module")
 def assets():
-    shipped, tokenizer, codec = load_folder(DEFAULT_MODEL)
-    prompts = PromptBuilder(tokenizer, shipped.config.extra, codec.num_codes,
-                            shipped.config.vocab_size)
-    return shipped.config, tokenizer, codec, prompts
+    return shipped_assets()
 
 
 def test_slots_of_a_whole_scene_and_of_what_a_prompt_states():
@@ -122,10 +116,8 @@ def test_both_layouts_carry_the_labels_into_the_batch(assets):
 
 def test_loss_counts_labelled_slots_and_trains_only_the_layers_below(assets):
     config, tokenizer, codec, prompts = assets
-    small = type(config).from_dict({**config.to_dict(), "hidden_size": 32, "head_dim": 8,
-                                    "num_hidden_layers": 3, "intermediate_size": 48,
-                                    "moe_intermediate_size": 16})
-    model = random_model(small, seed=0).train().requires_grad_(True)
+    model = tiny_trainable_model(config)
+    small = model.config
     probe = SceneProbe(small.hidden_size)
     probed = LayerOutput(model.model.layers[SCENE_PROBE_LAYER])
     layout = prompts.text_to_image("a red circle", GRID_SIDE, GRID_SIDE)

@@ -1,0 +1,25 @@
+"""Shared by the training-probe tests: the shipped demo model's tokenizer, codec and prompt
+builder, and a tiny random model of its config to backpropagate through."""
+
+from __future__ import annotations
+
+from app.demo.train import load_folder
+from app.engine.presets import random_model
+from app.engine.tasks import PromptBuilder
+from app.paths import DEFAULT_MODEL
+
+
+def shipped_assets():
+    """(config, tokenizer, codec, prompts) of the shipped demo model."""
+    shipped, tokenizer, codec = load_folder(DEFAULT_MODEL)
+    prompts = PromptBuilder(tokenizer, shipped.config.extra, codec.num_codes,
+                            shipped.config.vocab_size)
+    return shipped.config, tokenizer, codec, prompts
+
+
+def tiny_trainable_model(config):
+    """A 3-layer, 32-wide random model with the shipped vocabulary, in training mode."""
+    small = type(config).from_dict({**config.to_dict(), "hidden_size": 32, "head_dim": 8,
+                                    "num_hidden_layers": 3, "intermediate_size": 48,
+                                    "moe_intermediate_size": 16})
+    return random_model(small, seed=0).train().requires_grad_(True)
