@@ -24,9 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from app.demo import world
+from app.demo.position_probe import IGNORE
 
 SCENE_PROBE_LAYER = 1
-IGNORE = -100
 NO_OBJECT = len(world.COLORS)  # the colour slot of an absent second object
 
 # One classification per slot: background colour, then per object colour (+ none), shape, size,
@@ -34,6 +34,9 @@ NO_OBJECT = len(world.COLORS)  # the colour slot of an absent second object
 SLOT_CLASSES: tuple[int, ...] = (len(world.COLORS),) + 2 * (
     len(world.COLORS) + 1, len(world.SHAPES), len(world.SIZES), len(world.POSITIONS))
 NUM_SLOTS = len(SLOT_CLASSES)
+# An object's slots in order, each with the world's list its class indexes.
+_OBJECT_ATTRS = (("color", world.COLORS), ("shape", world.SHAPES), ("size", world.SIZES),
+                 ("position", world.POSITIONS))
 
 
 def scene_slots(scene: world.Scene, stated: world.Constraints | None = None) -> np.ndarray:
@@ -50,17 +53,9 @@ def scene_slots(scene: world.Scene, stated: world.Constraints | None = None) -> 
             continue
         obj = scene.objects[k]
         want = stated.objects[k] if stated is not None and k < len(stated.objects) else None
-        known = {
-            "color": stated is None or (want is not None and want.color is not None),
-            "shape": stated is None or (want is not None and want.shape is not None),
-            "size": stated is None or (want is not None and want.size is not None),
-            "position": stated is None or (want is not None and want.position is not None),
-        }
-        values = (world.COLORS.index(obj.color), world.SHAPES.index(obj.shape),
-                  world.SIZES.index(obj.size), world.POSITIONS.index(obj.position))
-        for j, (attr, value) in enumerate(zip(known, values, strict=True)):
-            if known[attr]:
-                labels[base + j] = value
+        for j, (attr, values) in enumerate(_OBJECT_ATTRS):
+            if stated is None or (want is not None and getattr(want, attr) is not None):
+                labels[base + j] = values.index(getattr(obj, attr))
     return labels
 
 
