@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from masked_canvas import fully_masked  # noqa: E402
+
 import app.engine.model as model_module  # noqa: E402
 from app.demo.train import load_folder  # noqa: E402
-from app.engine.generate import segment_mask  # noqa: E402
 from app.engine.tasks import PromptBuilder  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
@@ -40,10 +41,8 @@ def main() -> None:
         return sdpa(q, k, v, attn_mask=attn_mask, scale=scale, enable_gqa=enable_gqa)
 
     layout = prompts.text_to_image(prompt, SIDE, SIDE)
-    ids = torch.tensor([layout.prefix + [prompts.ids.mask] * SIDE * SIDE])
+    ids, attention = fully_masked(prompts, layout, SIDE * SIDE)
     n = len(layout.prefix)
-    segments = (torch.arange(ids.shape[1]) >= n).long()
-    attention = segment_mask(segments, torch.ones_like(ids, dtype=torch.bool), 0, ids.shape[1])
     model_module.F.scaled_dot_product_attention = recording_sdpa
     try:
         with torch.no_grad():

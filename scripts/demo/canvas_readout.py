@@ -17,10 +17,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from masked_canvas import fully_masked  # noqa: E402
+
 from app.demo import world  # noqa: E402
 from app.demo.position_probe import LayerOutput  # noqa: E402
 from app.demo.train import load_folder  # noqa: E402
-from app.engine.generate import segment_mask  # noqa: E402
 from app.engine.tasks import PromptBuilder  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
@@ -37,10 +38,7 @@ def batch(model, prompts, hooks, rng):
         scene = world.sample_scene(rng, n_objects=1)
         obj = scene.objects[0]
         layout = prompts.text_to_image(world.caption(scene), SIDE, SIDE)
-        ids = torch.tensor([layout.prefix + [prompts.ids.mask] * SIDE * SIDE])
-        segments = (torch.arange(ids.shape[1]) >= len(layout.prefix)).long()
-        attention = segment_mask(segments, torch.ones_like(ids, dtype=torch.bool), 0,
-                                 ids.shape[1])
+        ids, attention = fully_masked(prompts, layout, SIDE * SIDE)
         with torch.no_grad():
             model(ids, attention)
         for layer, hook in enumerate(hooks):

@@ -14,10 +14,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from masked_canvas import fully_masked  # noqa: E402
+
 from app.demo import world  # noqa: E402
 from app.demo.evaluate import EVAL_SEED  # noqa: E402
 from app.demo.train import load_folder  # noqa: E402
-from app.engine.generate import segment_mask  # noqa: E402
 from app.engine.tasks import PromptBuilder  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
@@ -37,10 +38,7 @@ def main() -> None:
         scene = world.sample_scene(rng, n_objects=1)
         layout = prompts.text_to_image(world.caption(scene), 16, 16)
         codes = codec.encode(world.render(scene)).reshape(-1)
-        ids = torch.tensor([layout.prefix + [prompts.ids.mask] * len(codes)])
-        # the canvas layout it was trained on: the prefix one segment, the whole canvas the next
-        segments = (torch.arange(ids.shape[1]) >= len(layout.prefix)).long()
-        attention = segment_mask(segments, torch.ones_like(ids, dtype=torch.bool), 0, ids.shape[1])
+        ids, attention = fully_masked(prompts, layout, len(codes))
         with torch.no_grad():
             probs = model(ids, attention)[0, len(layout.prefix):, first:last].softmax(-1)
         argmax = probs.argmax(-1).numpy()
