@@ -5,6 +5,7 @@ The CLI loads the engine directly (no worker process: a script has no GUI to kee
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,6 +30,9 @@ def add_job_commands(sub) -> None:
 
     p = sub.add_parser("generate", help="text to image")
     p.add_argument("prompt")
+    p.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None,
+                   help="write a full description first, then draw it (thinking mode; default: "
+                        "the model folder's setting)")
     common(p)
     p = sub.add_parser("ask", help="answer a question about an image")
     p.add_argument("image", type=Path)
@@ -70,6 +74,8 @@ def _params(args) -> dict:
         params["image_steps"] = params["text_steps"] = args.steps
     if args.temperature is not None:
         params["temperature"] = params["text_temperature"] = args.temperature
+    if getattr(args, "thinking", None) is not None:
+        params["thinking"] = args.thinking
     return params
 
 
@@ -143,6 +149,9 @@ def cmd_job(args) -> int:
     else:
         meta = {"prompt": prompt, "mode": task, "seed": result.params["seed"],
                 "steps": result.params["image_steps"], "model": args.model.name}
+        if result.thinking is not None:
+            meta["thinking"] = result.thinking
+            print(f"thinking: {result.thinking}")
         _write_png(args.output, result.image, meta)
         print(f"wrote {args.output} (seed {result.params['seed']})")
     return 0
@@ -172,7 +181,12 @@ def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
         text = job.get("prompt") or job.get("question") or job.get("instruction") or ""
         images = [_read_image(Path(job["image"]))] if job.get("image") else []
         mask = _read_mask(Path(job["mask"])) if job.get("mask") else None
-        spec = JobSpec(task, text, images=images, mask=mask, params={"seed": job.get("seed")})
+        params = {"seed": job.get("seed")}
+        if job.get("thinking") is not None:
+            if not isinstance(job["thinking"], bool):
+                raise TypeError(f"\"thinking\" must be true or false, not {job['thinking']!r}")
+            params["thinking"] = job["thinking"]
+        spec = JobSpec(task, text, images=images, mask=mask, params=params)
         result = pipeline.run(spec)
     except (ValueError, KeyError, TypeError) as exc:  # JobError and ImageError are ValueErrors
         return {"line": number, "error": f"{type(exc).__name__}: {exc}"}
@@ -185,6 +199,8 @@ def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
         _write_png(path, result.image, {"prompt": text, "mode": task,
                                         "seed": result.params["seed"]})
         record["image"] = str(path)
+        if result.thinking is not None:
+            record["thinking"] = result.thinking
     return record
 
 

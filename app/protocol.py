@@ -103,6 +103,7 @@ class Step:
     text: str | None = None  # partial answer (text tasks)
     expert_counts: np.ndarray | None = None  # int32 [moe_layers, E] tokens routed this step
     masked: np.ndarray | None = None  # bool per output position: still masked
+    phase: str | None = None  # "thinking": text written before an image is drawn (§4.4)
     sent_at: float = 0.0  # time.time() in the worker when emitted (latency measurement)
 
 
@@ -120,6 +121,7 @@ class Done:
     job_id: str
     image_png: bytes | None = None  # image tasks: PNG with prompt/seed/... text chunks
     text: str | None = None  # text tasks
+    thinking: str | None = None  # text to image in thinking mode: what the model wrote first
     tokens: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds
     warnings: list[str] = field(default_factory=list)

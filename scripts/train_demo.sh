@@ -21,12 +21,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-resources/models/shapes-demo}
 mkdir -p "$OUT/training"
-.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 5000 --lr 2e-3 \
-  --image-layout canvas --task-mix generate=0.35,edit=0.2,inpaint=0.15,ask=0.3 \
+.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 5200 --lr 2e-3 \
+  --image-layout canvas --task-mix generate=0.32,edit=0.18,inpaint=0.12,ask=0.28,think=0.1 \
   --mask-schedule cosine --position-aux 1.0 --scene-aux 1.0 | tee "$OUT/training/train.log"
 mv "$OUT/training_log.json" "$OUT/training/"
 # Stage 2: 1500 more steps at a quarter of the learning rate, more text-to-image batches.
 .venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 1 --steps 1500 --lr 5e-4 \
-  --warmup 50 --image-layout canvas --task-mix generate=0.45,edit=0.2,inpaint=0.1,ask=0.25 \
+  --warmup 50 --image-layout canvas \
+  --task-mix generate=0.42,edit=0.18,inpaint=0.1,ask=0.25,think=0.05 \
   --mask-schedule cosine --position-aux 1.0 --scene-aux 1.0 | tee "$OUT/training/train-stage2.log"
 mv "$OUT/training_log.json" "$OUT/training/training_log-stage2.json"

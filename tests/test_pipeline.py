@@ -134,3 +134,45 @@ def test_missing_tokenizer_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="tokenizer.json"):
         Pipeline.load(tmp_path)
+
+
+def test_thinking_mode_writes_text_first_then_draws_after_it(pipeline, monkeypatch):
+    """llada2_uni.md §4.4: phase 1 streams text steps, phase 2 draws with the thinking (and an
+    explicit image header) appended to the phase-1 prompt."""
+    layouts = []
+    real = pipeline.prompts.thinking_to_image
+    monkeypatch.setattr(pipeline.prompts, "thinking_to_image",
+                        lambda *a: layouts.append(real(*a)) or layouts[-1])
+    views = []
+    result = pipeline.run(JobSpec("generate", "a red circle", params={
+        "seed": 1, "thinking": True, "thinking_steps": 4, "thinking_length": 32,
+        "thinking_temperature": 1.0, "image_steps": 3, "image_schedule": "canvas"}),
+        on_step=views.append)
+    phases = [v.phase for v in views]
+    thinking = [v for v in views if v.phase == "thinking"]
+    assert thinking and phases == ["thinking"] * len(thinking) + [None] * 3
+    assert all(v.text is not None and v.preview is None for v in thinking)
+    assert all(v.preview.shape == (16, 16, 3) for v in views[len(thinking):])
+    assert isinstance(result.thinking, str) and result.image.shape == (64, 64, 3)
+    prompts = pipeline.prompts
+    (layout,) = layouts
+    start = prompts.thinking_prompt("a red circle")
+    assert layout.prefix[:len(start)] == start
+    assert layout.prefix[-4:] == prompts.image_header(16, 16)
+    thought = layout.prefix[len(start):-4]
+    assert prompts.decode_text(thought) == result.thinking
+    assert not set(thought) & {prompts.ids.soi, prompts.ids.boi, prompts.ids.eos, prompts.ids.mask}
+    plain = pipeline.run(JobSpec("generate", "a red circle", params={
+        "seed": 1, "thinking": False, "image_steps": 3, "image_schedule": "canvas"}))
+    assert plain.thinking is None and len(layouts) == 1
+
+
+def test_thinking_text_ends_at_the_image_header_or_eos(pipeline):
+    prompts = pipeline.prompts
+    words = prompts.text("a large red circle at the top left")
+    header = prompts.image_header(16, 16)
+    assert prompts.thinking_text_ids(words + header + [prompts.ids.eos]) == words
+    assert prompts.thinking_text_ids(words + [prompts.ids.eos] + words) == words
+    assert prompts.thinking_text_ids(words + [prompts.ids.mask] + words) == words
+    uncond = prompts.thinking_to_image("a red circle", words, 16, 16).uncond_prefix
+    assert uncond == prompts.thinking_prompt("<uncondition>") + header

@@ -241,6 +241,45 @@ def test_the_text_answer_streams_in_place_and_the_timeline_replays_it(loop, make
     assert win.prompt.text() == ""  # chat clears the box after sending
 
 
+def test_thinking_streams_into_the_chat_and_the_timeline_keeps_the_picture(loop, make_window):
+    """Thinking mode (llada2_uni.md §4.4): the text written before drawing streams into the
+    answer bubble and stays there beside the image; the step timeline holds the picture only."""
+    win = make_window()
+    win.prompt.set_text("a red circle")
+    record = win.run()
+    stream = win.fake.last()
+    stream._push(Started(record.job_id))
+    for step in text_steps(record.job_id):
+        step.phase = "thinking"
+        stream._push(step)
+    settle(loop)
+    bubble = win.chat.bubbles[-1]
+    assert bubble.message.text == "Thinking: red circle on blue"
+    assert record.thinking == "red circle on blue" and record.steps == []
+    for step in image_steps(record.job_id):
+        stream._push(step)
+    stream._push(Done(record.job_id, image_png=result_png(), thinking="red circle on blue",
+                      params={"seed": 42, "image_steps": 4}))
+    settle(loop)
+    assert bubble.message.status == "done" and bubble.message.images
+    assert bubble.message.text == "Thinking: red circle on blue"
+    # the picture's 4 steps and its final decode, as for any image run
+    assert len(record.steps) == 4 and win.timeline.count == 5 and record.grid == (GRID, GRID)
+    assert win.state.history.entries[-1].text == "Thinking: red circle on blue"
+
+
+def test_thinking_setting_is_sent_only_when_chosen(loop, make_window, tmp_path):
+    assert "thinking" not in Settings().params()
+    assert Settings(thinking="on").params()["thinking"] is True
+    assert Settings(thinking="off").params()["thinking"] is False
+    win = make_window(tmp_path / "profile")
+    dialog = win.open_settings()
+    assert dialog.thinking.currentData() == "default"
+    dialog.thinking.setCurrentIndex(dialog.thinking.findData("off"))
+    assert dialog.result_settings().params()["thinking"] is False
+    dialog.reject()
+
+
 def test_stream_rendering_dims_placeholders_and_lights_new_words():
     html = render_stream("the ▯ circle", "▯ ▯ circle")
     assert "color:#5d6070'>▯" in html

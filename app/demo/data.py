@@ -20,10 +20,13 @@ from app.demo import world
 from app.demo.scene_probe import IGNORE, NUM_SLOTS, label_images, scene_slots
 from app.engine.tasks import PromptBuilder
 
-TASK_MIX = {"generate": 0.4, "edit": 0.2, "inpaint": 0.15, "ask": 0.25}
+TASK_MIX = {"generate": 0.32, "edit": 0.18, "inpaint": 0.12, "ask": 0.28, "think": 0.1}
 ANSWER_LENGTH = 32  # gen_length of text answers; answers are padded with eos to this length
 BLOCK_LENGTH = 32
 UNCOND_RATE = 0.1  # prompt dropout for classifier-free guidance
+# Share of text-to-image examples laid out as thinking mode's phase 2 (llada2_uni.md §4.4): the
+# prompt, then the full caption as the model's own thinking, then the canvas.
+THINKING_RATE = 0.5
 
 
 @dataclass
@@ -80,11 +83,23 @@ class ExampleMaker:
     def _generate(self, rng) -> Example:
         scene = world.sample_scene(rng)
         prompt = world.sample_prompt(scene, rng)
-        layout = self.prompts.text_to_image(prompt, self.side, self.side)
+        thinking = rng.random() < THINKING_RATE
+        if thinking:  # phase 2: the caption, written in phase 1, states the whole scene
+            layout = self.prompts.thinking_to_image(prompt, self._thinking(scene), self.side,
+                                                    self.side)
+            stated = None
+        else:
+            layout = self.prompts.text_to_image(prompt, self.side, self.side)
+            stated = world.parse_prompt(prompt)
         all_cells = np.ones((self.side, self.side), dtype=bool)
         prefix, uncond = self._prefix(layout, rng)
-        slots = None if uncond else scene_slots(scene, world.parse_prompt(prompt))
+        slots = None if uncond else scene_slots(scene, stated)
         return self._canvas(prefix, self.codes(scene), all_cells, "generate", [slots])
+
+    def _thinking(self, scene: world.Scene) -> list[int]:
+        """What thinking mode writes before drawing: the full caption of a scene the prompt
+        allows, which settles every attribute the prompt left open (size, place, background)."""
+        return self.prompts.text(world.caption(scene))
 
     def _edit(self, rng) -> Example:
         scene = world.sample_scene(rng)
@@ -104,18 +119,31 @@ class ExampleMaker:
         return self._canvas(prefix, target, example.cell_mask, "inpaint", [slots])
 
     # ---- text outputs --------------------------------------------------------------------
+    def _think(self, rng) -> Example:
+        """Thinking mode's phase 1 (llada2_uni.md §4.4): from a prompt, the full caption and
+        then the image header, where the model stops and drawing begins."""
+        scene = world.sample_scene(rng)
+        prompt = self.prompts.thinking_prompt(world.sample_prompt(scene, rng))
+        answer = self._thinking(scene) + self.prompts.image_header(self.side, self.side)
+        return self._text_example(prompt, answer, "think", scene=None)
+
     def _ask(self, rng) -> Example:
         scene = world.sample_scene(rng)
         question, answer = world.sample_qa(scene, rng)
         prompt = self.prompts.understand([self.codes(scene)], question)
-        answer_ids = self.prompts.text(answer) + [self.prompts.ids.eos]
-        answer_ids += [self.prompts.ids.eos] * (ANSWER_LENGTH - len(answer_ids))
+        return self._text_example(prompt, self.prompts.text(answer), "ask", scene)
+
+    def _text_example(self, prompt: list[int], answer: list[int], kind: str,
+                      scene: world.Scene | None) -> Example:
+        """A text answer padded with eos to ANSWER_LENGTH; scene: the prompt's one image."""
+        answer_ids = answer + [self.prompts.ids.eos] * (ANSWER_LENGTH - len(answer))
         ids = np.array(prompt + answer_ids[:ANSWER_LENGTH], dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prompt):] = True
         segments = np.arange(len(ids)) // BLOCK_LENGTH
-        labels = label_images(ids, self.prompts.ids.boi, self.side, [scene_slots(scene)])
-        return Example(ids, free, segments, "ask", (0, self.text_vocab), scene=labels)
+        labels = None if scene is None else label_images(ids, self.prompts.ids.boi, self.side,
+                                                         [scene_slots(scene)])
+        return Example(ids, free, segments, kind, (0, self.text_vocab), scene=labels)
 
 
 @dataclass

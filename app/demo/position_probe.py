@@ -35,6 +35,8 @@ def grid_labels(clean: torch.Tensor, positions: torch.Tensor | None, boi_id: int
     for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
         index = positions[row] - positions[row, col] - 1
         inside = (index >= 0) & (index < side * side)
+        if int(inside.sum()) < side * side:  # no canvas follows: a thinking answer's header
+            continue
         labels[row, inside] = index[inside]
     return labels
 
@@ -49,6 +51,8 @@ class PositionProbe(nn.Module):
         """Cross-entropy of row and column (mean of the two) and how often the 3x3 grid cell
         (ShapesWorld's positions) read from them is right."""
         keep = labels != IGNORE
+        if not keep.any():  # a batch without images (thinking text)
+            return hidden.sum() * 0.0, 0.0
         logits = self.read(hidden[keep]).float()
         row, col = labels[keep] // self.side, labels[keep] % self.side
         row_logits, col_logits = logits[:, : self.side], logits[:, self.side:]

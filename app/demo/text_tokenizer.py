@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from tokenizers.trainers import WordLevelTrainer
 
+from app.engine import tasks
+
 EOS_TOKEN = "<|endoftext|>"
 MASK_TOKEN = "<|mask|>"
 UNK_TOKEN = "[UNK]"
@@ -29,11 +31,13 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 )
 
 ROLE_WORDS = ("SYSTEM", "HUMAN", "ASSISTANT")
+# The engine's prompt templates (app/engine/tasks.py), so every system sentence is in vocabulary.
 SYSTEM_PROMPTS: dict[str, str] = {
-    "t2i": "You are a text-to-image generation assistant.",
-    "edit": "You are an image editing assistant.",
-    "understand": "You are a multimodal understanding assistant.",
-    "inpaint": "You are an image inpainting assistant.",
+    "t2i": tasks.SYSTEM_T2I,
+    "t2i_thinking": tasks.SYSTEM_T2I_THINKING,
+    "edit": tasks.SYSTEM_EDIT,
+    "understand": tasks.SYSTEM_UNDERSTAND,
+    "inpaint": tasks.SYSTEM_INPAINT,
 }
 
 # WordPiece's decoder joins tokens with single spaces and glues on tokens that start with its

@@ -75,11 +75,17 @@ DEMO_DEFAULTS = {
     "threshold": 0.9,
 }
 
+# Text to image thinks first (llada2_uni.md §4.4): the model writes the full caption, choosing
+# what the prompt left open, then draws it. Sampled thinking (temperature 1), so seeds vary the
+# choices; one 32-token block (the longest caption and its image header take 22).
+THINKING_DEFAULTS = {"thinking": True, "thinking_steps": 8, "thinking_length": 32,
+                     "thinking_temperature": 1.0}
+
 # ...and for a model trained with image_layout="canvas": whole-canvas MaskGIT decoding.
 CANVAS_DEFAULTS = {
     "image_schedule": "canvas", "image_steps": 16, "cfg": 2.0, "temperature": 1.0,
     "choice_temperature": 2.0, "text_steps": 8, "block_length": 32, "gen_length": 32,
-    "threshold": 0.9,
+    "threshold": 0.9, **THINKING_DEFAULTS,
 }
 
 
@@ -172,7 +178,7 @@ def train(
         # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
         kind = str(rng.choice(list(task_mix), p=list(task_mix.values())))
         examples = [maker.make(rng, kind) for _ in range(batch_size)]
-        if kind == "ask" or image_layout == "canvas":
+        if kind in ("ask", "think") or image_layout == "canvas":
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
             positions = None
             weights = None

@@ -33,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "text_temperature": 0.0, "remask_threshold": None, "edit_threshold": None,
     "image_schedule": "blocks", "image_block_length": 32, "image_threshold": 0.95,
     "image_pad_to_block": True,
+    # llada2_uni.md §4.4 thinking mode (text to image): off by default, as in the reference; the
+    # README/ComfyUI knobs thinking_steps=32, thinking_gen_length=4096. A model folder may turn
+    # it on in `unmask_defaults` (the demo does).
+    "thinking": False, "thinking_steps": 32, "thinking_length": 4096,
+    "thinking_temperature": 0.0,
 }
 
 
@@ -177,31 +182,51 @@ class Pipeline:
             prompt = self.prompts.understand([self._grid_of(im) for im in job.images], job.prompt)
         else:
             prompt = self.prompts.chat(job.prompt)
+        tokens = self._write_text(prompt, params, on_step, should_cancel,
+                                  steps=int(params["text_steps"]),
+                                  length=int(params["gen_length"]),
+                                  temperature=float(params["text_temperature"]))
+        return JobResult(text=self.prompts.decode_text(tokens.tolist()),
+                         tokens=tokens.cpu().numpy())
+
+    def _write_text(self, prompt: list[int], params, on_step, should_cancel, *, steps: int,
+                    length: int, temperature: float, stop_ids: tuple[int, ...] = (),
+                    phase: str | None = None) -> torch.Tensor:
+        """Block-diffusion text after `prompt` (spec §5.2), a text view per step; the tokens."""
         ids = self.prompts.ids
         scheduler = BlockDiffusionScheduler(
-            int(params["block_length"]), float(params["threshold"]),
-            float(params["text_temperature"]), remask_threshold=params["remask_threshold"],
-            edit_threshold=params["edit_threshold"],
+            int(params["block_length"]), float(params["threshold"]), temperature,
+            remask_threshold=params["remask_threshold"], edit_threshold=params["edit_threshold"],
         )
         run = BlockDiffusionRun(
-            self.model, torch.tensor(prompt), gen_length=int(params["gen_length"]),
+            self.model, torch.tensor(prompt), gen_length=length,
             mask_id=ids.mask, eos_id=ids.eos, block_length=int(params["block_length"]),
-            steps=int(params["text_steps"]), scheduler=scheduler,
+            steps=steps, scheduler=scheduler, stop_ids=stop_ids,
             generator=self._generator(params["seed"]), should_cancel=should_cancel,
         )
         p = run.prompt_len
         for step in run:
             if on_step is not None:
                 answer = run.sequence[p : p + run.gen_length]
-                on_step(self._view(step, p, answer, text=self._partial_text(answer)))
-        tokens = run.result()
-        return JobResult(text=self.prompts.decode_text(tokens.tolist()),
-                         tokens=tokens.cpu().numpy())
+                on_step(self._view(step, p, answer, text=self._partial_text(answer, stop_ids),
+                                   phase=phase))
+        return run.result()
 
-    def _partial_text(self, answer: torch.Tensor) -> str:
+    def _think(self, prompt: str, params, on_step, should_cancel) -> list[int]:
+        """Thinking mode's phase 1 (llada2_uni.md §4.4): the model's own text before it draws,
+        streamed as "thinking" steps; the thinking tokens (header and eos cut off)."""
+        tokens = self._write_text(
+            self.prompts.thinking_prompt(prompt), params, on_step, should_cancel,
+            steps=int(params["thinking_steps"]), length=int(params["thinking_length"]),
+            temperature=float(params["thinking_temperature"]),
+            stop_ids=self.prompts.thinking_stop_ids(), phase="thinking",
+        )
+        return self.prompts.thinking_text_ids(tokens.tolist())
+
+    def _partial_text(self, answer: torch.Tensor, stop_ids: tuple[int, ...] = ()) -> str:
         words, ids = [], self.prompts.ids
         for tid in answer.tolist():
-            if tid == ids.eos:
+            if tid == ids.eos or tid in stop_ids:
                 break
             words.append(MASK_PLACEHOLDER if tid == ids.mask else self.prompts.decode_text([tid]))
         return " ".join(w for w in words if w)
@@ -213,7 +238,12 @@ class Pipeline:
         free = np.ones(side * side, dtype=bool)
         canvas = np.zeros(side * side, dtype=np.int64)
         source = None
-        if job.task == "generate":
+        thinking = None
+        if job.task == "generate" and params["thinking"]:
+            thought = self._think(job.prompt, params, on_step, should_cancel)
+            thinking = self.prompts.decode_text(thought)
+            layout = self.prompts.thinking_to_image(job.prompt, thought, side, side)
+        elif job.task == "generate":
             layout = self.prompts.text_to_image(job.prompt, side, side)
         else:
             if not job.images:
@@ -236,7 +266,7 @@ class Pipeline:
         image = codec.decode(codes.reshape(side, side))
         if job.task == "inpaint":
             image = np.where(pixel_mask[..., None], image, source)
-        return JobResult(image=image, tokens=codes.reshape(side, side),
+        return JobResult(image=image, tokens=codes.reshape(side, side), thinking=thinking,
                          timings={"decode": time.perf_counter() - start})
 
     def _fit_mask(self, mask: np.ndarray | None, shape) -> np.ndarray:
@@ -311,7 +341,8 @@ class Pipeline:
         preview[masked] = PREVIEW_MASK_RGB
         return preview.reshape(side, side, 3)
 
-    def _view(self, step: Step, offset: int, output: torch.Tensor, preview=None, text=None):
+    def _view(self, step: Step, offset: int, output: torch.Tensor, preview=None, text=None,
+              phase=None):
         n = output.numel()
         confidence = np.full(n, np.nan, dtype=np.float32)
         window = (step.window - offset).cpu().numpy()
@@ -326,5 +357,5 @@ class Pipeline:
             revised=(step.revised - offset).cpu().numpy(),
             preview=preview, text=text,
             expert_counts=None if counts is None else counts.cpu().numpy(),
-            masked=(output == self.prompts.ids.mask).cpu().numpy(),
+            masked=(output == self.prompts.ids.mask).cpu().numpy(), phase=phase,
         )

@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 # llada2_uni.md §4.3, §4.5, §4.6, §4.7: system sentences. Inpainting has no official template;
 # ours mirrors text-to-image with its own system sentence.
 SYSTEM_T2I = "You are a text-to-image generation assistant."
+SYSTEM_T2I_THINKING = "You are a text-to-image generation assistant with a thinking process."
 SYSTEM_EDIT = "You are an image editing assistant."
 SYSTEM_INPAINT = "You are an image inpainting assistant."
 SYSTEM_UNDERSTAND = "You are a multimodal understanding assistant."
@@ -117,6 +118,38 @@ class PromptBuilder:
             canvas_len=h * w,
             uncond_prefix=self._turn(SYSTEM_T2I, self.text(UNCONDITION)) + header,
         )
+
+    def thinking_prompt(self, prompt: str) -> list[int]:
+        """§4.4 phase 1: the thinking system sentence, no image header; the model writes its
+        thinking (text) until `<boi>` or eos."""
+        return self._turn(SYSTEM_T2I_THINKING, self.text(prompt))
+
+    def thinking_stop_ids(self) -> tuple[int, ...]:
+        """Where phase-1 thinking ends: the image header the model starts writing (§4.4)."""
+        return (self.ids.soi, self.ids.boi)
+
+    def thinking_to_image(self, prompt: str, thinking: list[int], h: int, w: int) -> Layout:
+        """§4.4 phase 2: the phase-1 prompt, the thinking tokens, then the image header.
+
+        The spec infers the model writes `<|image|><h><w><boi>` itself (open question 13); we
+        append an explicit header(h, w) after the thinking text, which is the same sequence when
+        the model wrote the right one and keeps the grid the user asked for when it did not."""
+        header = self.image_header(h, w)
+        return Layout(
+            prefix=self.thinking_prompt(prompt) + list(thinking) + header,
+            canvas_len=h * w,
+            uncond_prefix=self._turn(SYSTEM_T2I_THINKING, self.text(UNCONDITION)) + header,
+        )
+
+    def thinking_text_ids(self, generated: list[int]) -> list[int]:
+        """The thinking proper: generated tokens before the first image header, eos or mask."""
+        ends = {self.ids.soi, self.ids.boi, self.ids.eos, self.ids.mask}
+        out = []
+        for tid in generated:
+            if tid in ends:
+                break
+            out.append(int(tid))
+        return out
 
     def edit(self, source: np.ndarray, instruction: str) -> Layout:
         """§4.5: source image block + instruction; output grid = source grid."""

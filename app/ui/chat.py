@@ -260,7 +260,7 @@ class ChatPanel(QWidget):
         conv_id, index = target
         if current is not None and current.id == conv_id and index < len(self.bubbles):
             bubble = self.bubbles[index]
-            base = bubble.header.text().split(" · step")[0]
+            base = bubble.header.text().split(" · step")[0].split(" · thinking")[0]
             bubble.header.setText(f"{base} · {text}")
 
     def bubble_texts(self) -> list[str]:

@@ -259,8 +259,9 @@ class Studio(QObject):
                 elif isinstance(event, Step):
                     record.add_step(event)
                     if event.text is not None:
-                        self.state.conversations.update(conv_id, index, save=False,
-                                                        text=event.text)
+                        text = thinking_line(event.text) if event.phase == "thinking" \
+                            else event.text
+                        self.state.conversations.update(conv_id, index, save=False, text=text)
                     self.state.worker.update(steps_per_s=record.steps_per_second())
                     self.state.run_updated.emit(record)
                 elif isinstance(event, ExpertActivity):
@@ -307,8 +308,9 @@ class Studio(QObject):
                              inputs=list(record.inputs), mask=record.mask_name)
         if record.image_png is not None:
             entry.image = state.data.images.put(record.image_png, record.task)
+            entry.text = thinking_line(record.thinking) if record.thinking else ""
             state.conversations.update(conv_id, index, images=[entry.image], status="done",
-                                       text="", params=entry.params)
+                                       text=entry.text, params=entry.params)
             with contextlib.suppress(ImageError):
                 image = decode_image(record.image_png, name="the result")
                 meta = read_png_text(record.image_png)
@@ -320,6 +322,11 @@ class Studio(QObject):
                                        params=entry.params)
         record.history_id = entry.id
         state.history.add(entry)
+
+
+def thinking_line(thinking: str) -> str:
+    """How a drawing's thinking (thinking mode, llada2_uni.md §4.4) shows in the chat."""
+    return f"Thinking: {thinking}"
 
 
 def _same_folder(a, b) -> bool:

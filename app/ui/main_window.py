@@ -178,6 +178,9 @@ class MainWindow(QMainWindow):
     def _run_updated(self, record: RunRecord) -> None:
         if record is not self.timeline.run:
             return
+        if not record.steps:  # thinking before a picture: its text streams into the chat
+            self.chat.show_progress(record.target, "thinking")
+            return
         self.timeline.refresh(follow=True)
         last = len(record.steps) - 1
         if record.kind == "image":

@@ -87,6 +87,9 @@ class Settings:
     threshold: float = float(MODEL_DEFAULT)
     temperature: float = float(MODEL_DEFAULT)
     text_temperature: float = float(MODEL_DEFAULT)
+    # Text to image: write a full description first, then draw it (thinking mode): "default"
+    # (the model folder decides), "on" or "off".
+    thinking: str = "default"
     seed_random: bool = True
     seed: int = 1234
     self_correction: bool = False
@@ -109,6 +112,8 @@ class Settings:
         params: dict[str, Any] = {k: v for k, v in chosen.items()
                                   if (v >= 1 if isinstance(v, int) else v >= 0)}
         params["seed"] = None if self.seed_random else self.seed
+        if self.thinking in ("on", "off"):
+            params["thinking"] = self.thinking == "on"
         if self.self_correction:
             params["remask_threshold"] = self.remask_threshold
         return params

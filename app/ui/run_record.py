@@ -66,6 +66,7 @@ class RunRecord:
         self.activity: np.ndarray | None = None  # cumulative expert counts (ExpertActivity)
         self.image_png: bytes | None = None
         self.text: str | None = None
+        self.thinking: str | None = None  # thinking mode: the text written before drawing
         self.result_params: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
         self.warnings: list[str] = []
@@ -88,9 +89,14 @@ class RunRecord:
         self.state, self.started_at = "running", time.monotonic()
 
     def add_step(self, event: Step) -> StepRecord:
+        """A step of the output; a thinking step (phase "thinking") only updates `thinking`,
+        so the step timeline and its maps stay the picture's."""
         if self.state == "queued":
             self.start()
         record = StepRecord.from_event(event)
+        if event.phase == "thinking":
+            self.thinking = event.text
+            return record
         if record.preview is not None and self.grid is None:
             self.grid = record.preview.shape[:2]
         self.steps.append(record)
@@ -102,6 +108,7 @@ class RunRecord:
         if isinstance(event, Done):
             self.state = "done"
             self.image_png, self.text = event.image_png, event.text
+            self.thinking = event.thinking if event.thinking is not None else self.thinking
             self.result_params = dict(event.params)
             self.timings, self.warnings = dict(event.timings), list(event.warnings)
         else:

@@ -30,6 +30,9 @@ from PySide6.QtWidgets import (
 from app.ui.persistence import Settings
 
 RELOAD_FIELDS = ("model_path", "device", "gpu_budget_gib", "int8_cpu_experts")
+# Settings.thinking values and their labels.
+THINKING_CHOICES = (("model default", "default"), ("yes: describe, then draw", "on"),
+                    ("no: draw from the prompt", "off"))
 
 
 def check_model_folder(path: str) -> str | None:
@@ -111,6 +114,13 @@ class SettingsDialog(QDialog):
         self.threshold = _model_default(_dspin(-0.05, 1, s.threshold, 0.05))
         self.temperature = _model_default(_dspin(-0.1, 5, s.temperature, 0.1))
         self.text_temperature = _model_default(_dspin(-0.1, 5, s.text_temperature, 0.1))
+        self.thinking = QComboBox()
+        for label, value in THINKING_CHOICES:
+            self.thinking.addItem(label, value)
+        self.thinking.setCurrentIndex(max(0, self.thinking.findData(s.thinking)))
+        self.thinking.setToolTip("Thinking mode: the model first writes a full description of "
+                                 "the picture (choosing what the prompt leaves open), then "
+                                 "draws it.")
         self.seed_random = QCheckBox("random seed each run")
         self.seed_random.setChecked(s.seed_random)
         self.seed = _spin(0, 2**31 - 1, s.seed)
@@ -139,6 +149,7 @@ class SettingsDialog(QDialog):
         form2.addRow("Confidence threshold", self.threshold)
         form2.addRow("Image temperature", self.temperature)
         form2.addRow("Text temperature", self.text_temperature)
+        form2.addRow("Think before drawing", self.thinking)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed_random)
         seed_row.addWidget(self.seed)
@@ -185,6 +196,7 @@ class SettingsDialog(QDialog):
             box.setValue(value)
         self.seed_random.setChecked(d.seed_random)
         self.self_correction.setChecked(d.self_correction)
+        self.thinking.setCurrentIndex(self.thinking.findData(d.thinking))
 
     def result_settings(self) -> Settings:
         return dataclasses.replace(
@@ -195,6 +207,7 @@ class SettingsDialog(QDialog):
             cfg=self.cfg.value(), threshold=self.threshold.value(),
             temperature=self.temperature.value(),
             text_temperature=self.text_temperature.value(),
+            thinking=self.thinking.currentData(),
             seed_random=self.seed_random.isChecked(), seed=self.seed.value(),
             self_correction=self.self_correction.isChecked(),
             remask_threshold=self.remask.value(),

@@ -67,14 +67,16 @@ def run_job(host: Host, request: Generate, cancel: threading.Event) -> Done | Fa
     image_png = None
     if result.image is not None:
         try:
-            image_png = encode_png(result.image, png_text(host, request, result.params))
+            image_png = encode_png(result.image, png_text(host, request, result.params,
+                                                          result.thinking))
         except (ValueError, TypeError, OSError) as exc:
             return Failed(job_id, "internal", f"The engine returned an image that cannot be "
                           f"saved as PNG ({exc}).")
     timings = dict(result.timings)
     timings.update(decode_inputs=decoded - start, encode_png=time.perf_counter() - ran,
                    job=time.perf_counter() - start)
-    return Done(job_id, image_png=image_png, text=result.text, tokens=result.tokens,
+    return Done(job_id, image_png=image_png, text=result.text, thinking=result.thinking,
+                tokens=result.tokens,
                 timings=timings, warnings=list(result.warnings), params=dict(result.params))
 
 
@@ -86,8 +88,10 @@ def _is_cancelled(exc: BaseException, cancel: threading.Event) -> bool:
     return cancel.is_set() and type(exc).__name__ == "Cancelled"
 
 
-def png_text(host: Host, request: Generate, params: dict[str, Any]) -> dict[str, str]:
-    """PNG text chunks: everything needed to reproduce the image (DESIGN.md §6)."""
+def png_text(host: Host, request: Generate, params: dict[str, Any],
+             thinking: str | None = None) -> dict[str, str]:
+    """PNG text chunks: everything needed to reproduce the image (DESIGN.md §6), and in thinking
+    mode what the model wrote before drawing."""
     resolved = {**request.params, **params}
     chunks = {
         "Software": "Unmask Studio",
@@ -99,6 +103,8 @@ def png_text(host: Host, request: Generate, params: dict[str, Any]) -> dict[str,
     for key in ("seed", "steps", "image_steps", "cfg"):
         if resolved.get(key) is not None:
             chunks[key] = str(resolved[key])
+    if thinking is not None:
+        chunks["thinking"] = thinking
     return chunks
 
 
@@ -116,7 +122,8 @@ class StepEmitter:
             positions=view.positions, tokens=view.tokens, confidence=view.confidence,
             revised=view.revised, preview=view.preview, text=view.text,
             expert_counts=None if counts is None else np.asarray(counts).astype(np.int32),
-            masked=getattr(view, "masked", None), sent_at=time.time(),
+            masked=getattr(view, "masked", None), phase=getattr(view, "phase", None),
+            sent_at=time.time(),
         ))
         if counts is not None:
             counts = np.asarray(counts, dtype=np.int64)

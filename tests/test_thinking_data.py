@@ -1,0 +1,86 @@
+"""Thinking-mode training examples (llada2_uni.md §4.4): phase 1 writes the full caption and the
+image header; phase 2 draws after prompt + caption + header, with the whole scene labelled."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from app.demo import world
+from app.demo.data import ANSWER_LENGTH, ExampleMaker, collate
+from app.demo.position_probe import IGNORE, PositionProbe, grid_labels
+from app.demo.scene_probe import scene_slots
+from app.engine.tasks import SYSTEM_T2I_THINKING
+from tests.probe_fixtures import shipped_assets
+
+CELLS = 256
+
+
+@pytest.fixture(scope="module")
+def assets():
+    return shipped_assets()
+
+
+def test_thinking_text_is_the_full_caption_then_the_image_header(assets):
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        mirror = copy.deepcopy(rng)
+        scene = world.sample_scene(mirror)
+        prompt = world.sample_prompt(scene, mirror)
+        e = maker.make(rng, "think")
+        start = prompts.thinking_prompt(prompt)
+        answer = prompts.text(world.caption(scene)) + prompts.image_header(16, 16)
+        assert e.ids[: len(start)].tolist() == start
+        assert e.ids[len(start):len(start) + len(answer)].tolist() == answer
+        assert (e.ids[len(start) + len(answer):] == prompts.ids.eos).all()
+        assert len(e.ids) == len(start) + ANSWER_LENGTH
+        assert e.free.tolist() == [False] * len(start) + [True] * ANSWER_LENGTH
+        assert e.scene is None  # no image to label
+        assert world.satisfies(scene, world.parse_prompt(prompt))
+
+
+def test_half_the_drawings_follow_a_thinking_prefix_with_the_whole_scene_labelled(assets):
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    system = prompts.text(f"<role>SYSTEM</role> {SYSTEM_T2I_THINKING} <role>HUMAN</role>")
+    assistant = prompts.text("<role>ASSISTANT</role>")
+    rng = np.random.default_rng(5)
+    thinking = 0
+    for _ in range(60):
+        e = maker.make(rng, "generate")
+        prefix = e.ids[: e.prefix_len].tolist()
+        if prefix[: len(system)] != system:
+            continue
+        thinking += 1
+        assert prefix[-4:] == prompts.image_header(16, 16)
+        canvas = e.ids[e.prefix_len:] - prompts.ids.image_offset
+        if prompts.text("<uncondition>")[0] in prefix:
+            assert (e.scene[e.prefix_len:] == IGNORE).all()
+            continue
+        # the thinking states everything, so every cell carries the scene the canvas shows
+        shown = world.parse_image(codec.decode(canvas.reshape(16, 16)))
+        assert (e.scene[e.prefix_len:] == scene_slots(shown)).all()
+        turn_end = max(i for i in range(len(prefix))
+                       if prefix[i:i + len(assistant)] == assistant) + len(assistant)
+        assert prompts.decode_text(prefix[turn_end:-4]) == world.caption(shown)
+    assert 15 <= thinking <= 45
+
+
+def test_a_thinking_batch_gives_the_grid_probe_nothing_to_learn(assets):
+    """The header at the end of a thinking answer has no canvas after it: no grid labels, and a
+    zero probe loss rather than NaN."""
+    import torch
+
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    rng = np.random.default_rng(6)
+    batch = collate([maker.make(rng, "think") for _ in range(3)], prompts.ids.mask,
+                    prompts.ids.eos, rng)
+    labels = grid_labels(batch.clean, None, prompts.ids.boi, 16)
+    assert (labels == IGNORE).all()
+    hidden = torch.randn(*batch.clean.shape, 8, requires_grad=True)
+    loss, accuracy = PositionProbe(8, 16).loss(hidden, labels)
+    assert torch.isfinite(loss) and loss.item() == 0.0 and accuracy == 0.0
+    loss.backward()
