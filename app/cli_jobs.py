@@ -60,6 +60,8 @@ def add_job_commands(sub) -> None:
     p.add_argument("-n", type=int, default=50, help="scenes per task")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None,
+                   help="text to image with or without thinking mode (default: the model's)")
 
 
 def _load(model: Path, device: str):
@@ -207,7 +209,8 @@ def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
 def cmd_eval(args) -> int:
     from app.demo.evaluate import evaluate, format_report
 
-    report = evaluate(_load(args.model, args.device), n=args.n)
+    params = {} if args.thinking is None else {"thinking": args.thinking}
+    report = evaluate(_load(args.model, args.device), n=args.n, params=params)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

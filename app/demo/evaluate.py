@@ -78,7 +78,9 @@ def judge_t2i(pipeline, rng: np.random.Generator, n_objects: int,
     result = pipeline.run(JobSpec("generate", prompt, params=params))
     parsed = world.parse_image(result.image)
     ok = parsed is not None and world.satisfies(parsed, world.parse_prompt(prompt))
-    return ok, f"{prompt!r} -> {parsed and world.caption(parsed)}", result.timings["total"]
+    thought = "" if result.thinking is None else f" (thinking {result.thinking!r})"
+    return ok, f"{prompt!r}{thought} -> {parsed and world.caption(parsed)}", \
+        result.timings["total"]
 
 
 def judge_inpaint(pipeline, rng: np.random.Generator, params: dict) -> tuple[bool, str]:
