@@ -121,7 +121,8 @@ async def _checks(window, report: Report) -> None:
         raise SelfTestError(f"the drawn image does not decode: {exc}") from exc
     scene = parse_image(pixels)
     reads_as = caption(scene) if scene else "no readable ShapesWorld scene"
-    report.line("draw", f'"{DRAW_PROMPT}" -> {pixels.shape[1]}x{pixels.shape[0]} PNG, '
+    thought = f', thinking "{done.thinking}"' if done.thinking else ""
+    report.line("draw", f'"{DRAW_PROMPT}"{thought} -> {pixels.shape[1]}x{pixels.shape[0]} PNG, '
                 f"{len(done.image_png)} bytes, {steps} steps (reads as: {reads_as})",
                 time.perf_counter() - t)
 
