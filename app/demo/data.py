@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from app.demo import world
+from app.demo.binding_probe import NUM_BINDING_SLOTS, binding_labels
 from app.demo.scene_probe import IGNORE, NUM_SLOTS, label_images, scene_slots
 from app.engine.tasks import PromptBuilder
 
@@ -38,6 +39,8 @@ class Example:
     code_range: tuple[int, int]  # ids of the free positions' vocabulary (for random corruption)
     prefix_len: int = 0  # image outputs: where the canvas starts
     scene: np.ndarray | None = None  # [S, NUM_SLOTS] scene-probe labels (app/demo/scene_probe.py)
+    # [S, NUM_BINDING_SLOTS] binding-probe labels of the output canvas (app/demo/binding_probe.py)
+    binding: np.ndarray | None = None
 
 
 class ExampleMaker:
@@ -62,8 +65,10 @@ class ExampleMaker:
 
     # ---- image outputs -------------------------------------------------------------------
     def _canvas(self, prefix: list[int], target: np.ndarray, free_cells: np.ndarray, kind: str,
-                scenes: list[np.ndarray | None] | None = None):
-        """scenes: scene-probe slots per image of the sequence (source images, then the canvas)."""
+                scenes: list[np.ndarray | None] | None = None,
+                binding: np.ndarray | None = None):
+        """scenes: scene-probe slots per image of the sequence (source images, then the canvas);
+        binding: the canvas cells' binding-probe labels."""
         ids = np.array(prefix + (target.reshape(-1) + self.offset).tolist(), dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prefix):] = free_cells.reshape(-1)
@@ -73,7 +78,11 @@ class ExampleMaker:
             segments = np.arange(len(ids)) // BLOCK_LENGTH
         span = (self.offset, self.offset + self.codec.num_codes)
         labels = label_images(ids, self.prompts.ids.boi, self.side, scenes or [None])
-        return Example(ids, free, segments, kind, span, prefix_len=len(prefix), scene=labels)
+        bound = np.full((len(ids), NUM_BINDING_SLOTS), IGNORE, dtype=np.int64)
+        if binding is not None:
+            bound[len(prefix):] = binding
+        return Example(ids, free, segments, kind, span, prefix_len=len(prefix), scene=labels,
+                       binding=bound)
 
     def _prefix(self, layout, rng) -> tuple[list[int], bool]:
         """The prompt, or (classifier-free guidance) the unconditional one; and which."""
@@ -94,7 +103,8 @@ class ExampleMaker:
         all_cells = np.ones((self.side, self.side), dtype=bool)
         prefix, uncond = self._prefix(layout, rng)
         slots = None if uncond else scene_slots(scene, stated)
-        return self._canvas(prefix, self.codes(scene), all_cells, "generate", [slots])
+        bound = None if uncond else binding_labels(scene, stated, self.side)
+        return self._canvas(prefix, self.codes(scene), all_cells, "generate", [slots], bound)
 
     def _thinking(self, scene: world.Scene) -> list[int]:
         """What thinking mode writes before drawing: the full caption of a scene the prompt
@@ -108,7 +118,8 @@ class ExampleMaker:
         all_cells = np.ones((self.side, self.side), dtype=bool)
         prefix, uncond = self._prefix(layout, rng)
         slots = [scene_slots(scene), None if uncond else scene_slots(target)]
-        return self._canvas(prefix, self.codes(target), all_cells, "edit", slots)
+        bound = None if uncond else binding_labels(target, None, self.side)
+        return self._canvas(prefix, self.codes(target), all_cells, "edit", slots, bound)
 
     def _inpaint(self, rng) -> Example:
         example = world.sample_inpaint(world.sample_scene(rng, n_objects=1), rng)
@@ -116,7 +127,8 @@ class ExampleMaker:
         target = self.codes(example.target_scene)
         prefix, uncond = self._prefix(layout, rng)
         slots = None if uncond else scene_slots(example.target_scene)
-        return self._canvas(prefix, target, example.cell_mask, "inpaint", [slots])
+        bound = None if uncond else binding_labels(example.target_scene, None, self.side)
+        return self._canvas(prefix, target, example.cell_mask, "inpaint", [slots], bound)
 
     # ---- text outputs --------------------------------------------------------------------
     def _think(self, rng) -> Example:
@@ -153,15 +165,24 @@ class Batch:
     loss_mask: torch.Tensor  # [B, S] bool: masked or corrupted free positions
     attention: torch.Tensor  # [B, 1, S, S] bool
     scene: torch.Tensor  # [B, S, NUM_SLOTS] scene-probe labels, IGNORE where none
+    binding: torch.Tensor  # [B, S, NUM_BINDING_SLOTS] binding-probe labels, IGNORE where none
 
 
-def _scene_labels(examples: list[Example], rows: list[np.ndarray], length: int) -> torch.Tensor:
-    """Stack per-row scene labels (rows[i]: positions of example i's labels in its row)."""
-    out = np.full((len(examples), length, NUM_SLOTS), IGNORE, dtype=np.int64)
+def _probe_labels(examples: list[Example], rows: list[np.ndarray], length: int,
+                  field: str, slots: int) -> torch.Tensor:
+    """Stack per-row probe labels, the Example attribute `field` (rows[i]: positions of example
+    i's labels in its row)."""
+    out = np.full((len(examples), length, slots), IGNORE, dtype=np.int64)
     for i, (e, where) in enumerate(zip(examples, rows, strict=True)):
-        if e.scene is not None:
-            out[i, : len(where)] = e.scene[where]
+        labels = getattr(e, field)
+        if labels is not None:
+            out[i, : len(where)] = labels[where]
     return torch.from_numpy(out)
+
+
+def _scene_and_binding(examples, rows, length) -> tuple[torch.Tensor, torch.Tensor]:
+    return (_probe_labels(examples, rows, length, "scene", NUM_SLOTS),
+            _probe_labels(examples, rows, length, "binding", NUM_BINDING_SLOTS))
 
 
 def collate(
@@ -189,9 +210,10 @@ def collate(
     seg = torch.from_numpy(segments)
     allowed = seg[:, None, :] <= seg[:, :, None]
     attention = (allowed & torch.from_numpy(valid)[:, None, :]).unsqueeze(1)
-    scene = _scene_labels(examples, [np.arange(len(e.ids)) for e in examples], length)
+    scene, binding = _scene_and_binding(examples, [np.arange(len(e.ids)) for e in examples],
+                                        length)
     return Batch(torch.from_numpy(clean), torch.from_numpy(noisy), torch.from_numpy(loss),
-                 attention, scene)
+                 attention, scene, binding)
 
 
 @dataclass
@@ -257,7 +279,7 @@ def collate_blocks(
             for e, r in zip(examples, starts, strict=True)]
     return BlockBatch(torch.from_numpy(clean), torch.from_numpy(noisy), torch.from_numpy(loss),
                       torch.from_numpy(attention).unsqueeze(1),
-                      _scene_labels(examples, rows, length), torch.from_numpy(positions),
+                      *_scene_and_binding(examples, rows, length), torch.from_numpy(positions),
                       torch.from_numpy(weights))
 
 

@@ -73,18 +73,21 @@ def label_images(ids: np.ndarray, boi_id: int, side: int,
     return labels
 
 
-class SceneProbe(nn.Module):
-    def __init__(self, hidden_size: int):
+class SlotProbe(nn.Module):
+    """A linear read-out of several classifications ("slots") per position."""
+
+    def __init__(self, hidden_size: int, classes: tuple[int, ...]):
         super().__init__()
-        self.read = nn.Linear(hidden_size, sum(SLOT_CLASSES))
+        self.classes = classes
+        self.read = nn.Linear(hidden_size, sum(classes))
 
     def loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """hidden [B, S, H], labels [B, S, NUM_SLOTS]: mean cross-entropy over the labelled slots,
-        and the fraction of labelled slots read right."""
+        """hidden [B, S, H], labels [B, S, len(classes)]: mean cross-entropy over the labelled
+        slots, and the fraction of labelled slots read right (0 and 0.0 when none is)."""
         keep = (labels != IGNORE).any(-1)
         if not keep.any():
             return hidden.sum() * 0.0, 0.0
-        logits = self.read(hidden[keep]).float().split(list(SLOT_CLASSES), dim=-1)
+        logits = self.read(hidden[keep]).float().split(list(self.classes), dim=-1)
         wanted = labels[keep]
         losses, hits, total = [], 0, 0
         for j, slot_logits in enumerate(logits):
@@ -94,3 +97,8 @@ class SceneProbe(nn.Module):
                 hits += int((slot_logits[have].argmax(-1) == wanted[have, j]).sum())
                 total += int(have.sum())
         return torch.stack(losses).mean(), hits / total
+
+
+class SceneProbe(SlotProbe):
+    def __init__(self, hidden_size: int):
+        super().__init__(hidden_size, SLOT_CLASSES)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from app.demo import world
+from app.demo.binding_probe import BINDING_PROBE_LAYER, BindingProbe
 from app.demo.data import (
     GRID_SIDE,
     HARD_CELL_WEIGHT,
@@ -49,6 +50,8 @@ GRID_ROPE_THETA = (GRID_SIDE / (2 * math.pi)) ** 10
 POSITION_AUX = 0.5
 # Weight of the scene probe's loss (app/demo/scene_probe.py); 0: it only reports.
 SCENE_AUX = 1.0
+# Weight of the binding probe's loss (app/demo/binding_probe.py); 0: no binding probe at all.
+BINDING_AUX = 0.0
 
 CODEC_SCENES = 3000
 NUM_CODES = 1296  # every distinct 4x4 patch of the world: a lossless codec
@@ -140,12 +143,14 @@ def train(
     schedule_steps: int | None = None, hard_cell_weight: float = HARD_CELL_WEIGHT,
     image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
     position_aux: float = POSITION_AUX, scene_aux: float = SCENE_AUX,
+    binding_aux: float = BINDING_AUX,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
     position_aux: weight of the grid-position probe loss (app/demo/position_probe.py); at 0 the
     probe still trains, on detached hidden states, so the log shows what the model knows.
-    scene_aux: the same for the scene probe (app/demo/scene_probe.py)."""
+    scene_aux: the same for the scene probe (app/demo/scene_probe.py).
+    binding_aux: weight of the binding probe (app/demo/binding_probe.py); 0 leaves it out."""
     schedule_steps = schedule_steps or steps
     task_mix = task_mix or TASK_MIX
     torch.manual_seed(seed)
@@ -164,10 +169,16 @@ def train(
     probed = LayerOutput(model.model.layers[PROBE_LAYER])
     scene_probe = SceneProbe(config.hidden_size)
     scene_probed = LayerOutput(model.model.layers[SCENE_PROBE_LAYER])
+    probes = [probe, scene_probe]
+    binding_probe = binding_probed = None
+    if binding_aux > 0:
+        binding_probe = BindingProbe(config.hidden_size)
+        binding_probed = LayerOutput(model.model.layers[BINDING_PROBE_LAYER])
+        probes.append(binding_probe)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [
-        probe.read.weight, scene_probe.read.weight]
+        p.read.weight for p in probes]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [
-        probe.read.bias, scene_probe.read.bias]
+        p.read.bias for p in probes]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                                {"params": no_decay, "weight_decay": 0.0}], lr=lr,
                               betas=(0.9, 0.98))
@@ -198,6 +209,10 @@ def train(
         hidden, scene_weight = _probe_input(scene_probed.value, scene_aux)
         scene_loss, scene_acc = scene_probe.loss(hidden, batch.scene)
         total = loss + probe_weight * probe_loss + scene_weight * scene_loss
+        bind_acc = None
+        if binding_probe is not None:
+            bind_loss, bind_acc = binding_probe.loss(binding_probed.value, batch.binding)
+            total = total + binding_aux * bind_loss
         optim.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -210,20 +225,26 @@ def train(
                         "probe_loss": round(probe_loss.item(), 4),
                         "probe_acc": round(probe_acc, 3), "scene_loss": round(scene_loss.item(), 4),
                         "scene_acc": round(scene_acc, 3), "seconds": round(elapsed, 1)})
+            bind = ""
+            if bind_acc is not None:
+                log[-1]["binding_acc"] = round(bind_acc, 3)
+                bind = f"  bind {bind_acc:.2f}"
             print(f"step {step:5d}  {kind:8s} loss {loss.item():.4f}  cell {probe_acc:.2f}  "
-                  f"scene {scene_acc:.2f}  {elapsed / 60:.1f} min", flush=True)
+                  f"scene {scene_acc:.2f}{bind}  {elapsed / 60:.1f} min", flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
             model.eval()
             write_folder(out, model, tokenizer, codec, defaults)  # a usable model at any time
             model.train()
     probed.remove()
     scene_probed.remove()
+    if binding_probed is not None:
+        binding_probed.remove()
     model.eval().requires_grad_(False)
     write_folder(out, model, tokenizer, codec, defaults)
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
-               "position_aux": position_aux, "scene_aux": scene_aux,
+               "position_aux": position_aux, "scene_aux": scene_aux, "binding_aux": binding_aux,
                "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -324,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scene-aux", type=float, default=SCENE_AUX,
                         help="weight of the auxiliary loss that makes every image cell encode the "
                              "scene its image shows or must show (0: off, the probe only reports)")
+    parser.add_argument("--binding-aux", type=float, default=BINDING_AUX,
+                        help="weight of the auxiliary loss that makes every output-canvas cell "
+                             "name the object whose place holds it (0: off)")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="e.g. generate=0.4,edit=0.2,inpaint=0.15,ask=0.25 (the default)")
     args = parser.parse_args(argv)
@@ -332,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
           schedule_steps=args.schedule_steps, hard_cell_weight=args.hard_cell_weight,
           task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
           code_init=not args.no_code_init, position_aux=args.position_aux,
-          scene_aux=args.scene_aux)
+          scene_aux=args.scene_aux, binding_aux=args.binding_aux)
 
 
 def _task_mix(text: str) -> dict[str, float]:
