@@ -176,3 +176,16 @@ def test_thinking_text_ends_at_the_image_header_or_eos(pipeline):
     assert prompts.thinking_text_ids(words + [prompts.ids.mask] + words) == words
     uncond = prompts.thinking_to_image("a red circle", words, 16, 16).uncond_prefix
     assert uncond == prompts.thinking_prompt("<uncondition>") + header
+
+
+def test_edit_thinking_writes_first_then_edits_after_it(pipeline, scene_image):
+    views = []
+    result = pipeline.run(JobSpec("edit", "make the circle blue", images=[scene_image], params={
+        "seed": 2, "edit_thinking": True, "thinking_steps": 4, "thinking_length": 32,
+        "image_steps": 3, "image_schedule": "canvas"}), on_step=views.append)
+    thinking = [v.phase for v in views].count("thinking")
+    assert thinking >= 1 and [v.phase for v in views][thinking:] == [None] * 3
+    assert isinstance(result.thinking, str) and result.image.shape == (64, 64, 3)
+    plain = pipeline.run(JobSpec("edit", "make the circle blue", images=[scene_image],
+                                 params={"seed": 2, "image_steps": 3}))
+    assert plain.thinking is None

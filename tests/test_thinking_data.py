@@ -84,3 +84,32 @@ def test_a_thinking_batch_gives_the_grid_probe_nothing_to_learn(assets):
     loss, accuracy = PositionProbe(8, 16).loss(hidden, labels)
     assert torch.isfinite(loss) and loss.item() == 0.0 and accuracy == 0.0
     loss.backward()
+
+
+def test_edit_thinking_writes_the_result_caption_and_edits_can_follow_it(assets):
+    """Our extension of thinking to edits: phase 1 sees the source image and the instruction and
+    writes the edited picture's caption; phase 2 draws after it, the source still in view."""
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
+                         edit_thinking_rate=1.0)
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        mirror = copy.deepcopy(rng)
+        scene = world.sample_scene(mirror)
+        instruction, target = world.sample_edit(scene, mirror)
+        e = maker.make(rng, "edit_think")
+        source = maker.codes(scene)
+        start = prompts.edit_thinking_prompt(source, instruction)
+        answer = prompts.text(world.caption(target)) + prompts.image_header(16, 16)
+        assert e.ids[: len(start) + len(answer)].tolist() == start + answer
+        assert e.free.sum() == ANSWER_LENGTH
+        labelled = (e.scene != IGNORE).any(-1)  # the source image only, not the answer's header
+        assert labelled.sum() == CELLS and not labelled[len(start):].any()
+    for _ in range(8):
+        mirror = copy.deepcopy(rng)
+        scene = world.sample_scene(mirror)
+        instruction, target = world.sample_edit(scene, mirror)
+        e = maker.make(rng, "edit")
+        layout = prompts.edit_after_thinking(maker.codes(scene), instruction,
+                                             prompts.text(world.caption(target)))
+        assert e.ids[: e.prefix_len].tolist() in (layout.prefix, layout.uncond_prefix)

@@ -21,7 +21,8 @@ from app.demo.binding_probe import NUM_BINDING_SLOTS, binding_labels
 from app.demo.scene_probe import IGNORE, NUM_SLOTS, label_images, scene_slots
 from app.engine.tasks import PromptBuilder
 
-TASK_MIX = {"generate": 0.32, "edit": 0.18, "inpaint": 0.12, "ask": 0.28, "think": 0.1}
+TASK_MIX = {"generate": 0.32, "edit": 0.18, "inpaint": 0.12, "ask": 0.28, "think": 0.1,
+            "edit_think": 0.0}
 ANSWER_LENGTH = 32  # gen_length of text answers; answers are padded with eos to this length
 BLOCK_LENGTH = 32
 UNCOND_RATE = 0.1  # prompt dropout for classifier-free guidance
@@ -45,13 +46,16 @@ class Example:
 
 class ExampleMaker:
     def __init__(self, prompts: PromptBuilder, codec, text_vocab: int,
-                 image_layout: str = "blocks"):
+                 image_layout: str = "blocks", edit_thinking_rate: float = 0.0):
         """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
-        whole canvas one segment after the prefix: MaskGIT-style decoding, for collate)."""
+        whole canvas one segment after the prefix: MaskGIT-style decoding, for collate).
+        edit_thinking_rate: share of edits laid out as edit thinking's phase 2 (the result's
+        caption before the canvas); 0 draws no random number for it."""
         if image_layout not in ("blocks", "canvas"):
             raise ValueError(f"image_layout must be 'blocks' or 'canvas', not {image_layout!r}")
         self.prompts, self.codec, self.text_vocab = prompts, codec, text_vocab
         self.image_layout = image_layout
+        self.edit_thinking_rate = edit_thinking_rate
         self.offset = prompts.ids.image_offset
         self.side = world.IMAGE_SIZE // world.PATCH_SIZE
 
@@ -114,7 +118,11 @@ class ExampleMaker:
     def _edit(self, rng) -> Example:
         scene = world.sample_scene(rng)
         instruction, target = world.sample_edit(scene, rng)
-        layout = self.prompts.edit(self.codes(scene), instruction)
+        source = self.codes(scene)
+        if self.edit_thinking_rate and rng.random() < self.edit_thinking_rate:
+            layout = self.prompts.edit_after_thinking(source, instruction, self._thinking(target))
+        else:
+            layout = self.prompts.edit(source, instruction)
         all_cells = np.ones((self.side, self.side), dtype=bool)
         prefix, uncond = self._prefix(layout, rng)
         slots = [scene_slots(scene), None if uncond else scene_slots(target)]
@@ -139,6 +147,15 @@ class ExampleMaker:
         answer = self._thinking(scene) + self.prompts.image_header(self.side, self.side)
         return self._text_example(prompt, answer, "think", scene=None)
 
+    def _edit_think(self, rng) -> Example:
+        """Edit thinking's phase 1 (tasks.edit_thinking_prompt): from the source image and the
+        instruction, the edited picture's full caption, then the image header."""
+        scene = world.sample_scene(rng)
+        instruction, target = world.sample_edit(scene, rng)
+        prompt = self.prompts.edit_thinking_prompt(self.codes(scene), instruction)
+        answer = self._thinking(target) + self.prompts.image_header(self.side, self.side)
+        return self._text_example(prompt, answer, "edit_think", scene)
+
     def _ask(self, rng) -> Example:
         scene = world.sample_scene(rng)
         question, answer = world.sample_qa(scene, rng)
@@ -147,14 +164,18 @@ class ExampleMaker:
 
     def _text_example(self, prompt: list[int], answer: list[int], kind: str,
                       scene: world.Scene | None) -> Example:
-        """A text answer padded with eos to ANSWER_LENGTH; scene: the prompt's one image."""
+        """A text answer padded with eos to ANSWER_LENGTH; scene: the prompt's one image (the
+        answer may end in an image header of its own: thinking, which is not labelled)."""
         answer_ids = answer + [self.prompts.ids.eos] * (ANSWER_LENGTH - len(answer))
         ids = np.array(prompt + answer_ids[:ANSWER_LENGTH], dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prompt):] = True
         segments = np.arange(len(ids)) // BLOCK_LENGTH
-        labels = None if scene is None else label_images(ids, self.prompts.ids.boi, self.side,
-                                                         [scene_slots(scene)])
+        labels = None
+        if scene is not None:
+            labels = np.full((len(ids), NUM_SLOTS), IGNORE, dtype=np.int64)
+            labels[: len(prompt)] = label_images(np.array(prompt), self.prompts.ids.boi,
+                                                 self.side, [scene_slots(scene)])
         return Example(ids, free, segments, kind, (0, self.text_vocab), scene=labels)
 
 

@@ -36,6 +36,7 @@ SYSTEM_PROMPTS: dict[str, str] = {
     "t2i": tasks.SYSTEM_T2I,
     "t2i_thinking": tasks.SYSTEM_T2I_THINKING,
     "edit": tasks.SYSTEM_EDIT,
+    "edit_thinking": tasks.SYSTEM_EDIT_THINKING,
     "understand": tasks.SYSTEM_UNDERSTAND,
     "inpaint": tasks.SYSTEM_INPAINT,
 }

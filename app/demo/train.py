@@ -143,14 +143,16 @@ def train(
     schedule_steps: int | None = None, hard_cell_weight: float = HARD_CELL_WEIGHT,
     image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
     position_aux: float = POSITION_AUX, scene_aux: float = SCENE_AUX,
-    binding_aux: float = BINDING_AUX,
+    binding_aux: float = BINDING_AUX, edit_thinking_rate: float = 0.0,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
     position_aux: weight of the grid-position probe loss (app/demo/position_probe.py); at 0 the
     probe still trains, on detached hidden states, so the log shows what the model knows.
     scene_aux: the same for the scene probe (app/demo/scene_probe.py).
-    binding_aux: weight of the binding probe (app/demo/binding_probe.py); 0 leaves it out."""
+    binding_aux: weight of the binding probe (app/demo/binding_probe.py); 0 leaves it out.
+    edit_thinking_rate: share of edits laid out after a thinking caption (train the phase-1
+    text with the "edit_think" task); above 0 the folder's defaults turn edit thinking on."""
     schedule_steps = schedule_steps or steps
     task_mix = task_mix or TASK_MIX
     torch.manual_seed(seed)
@@ -162,8 +164,11 @@ def train(
         tokenizer, codec, config = build_assets(seed, rope_theta)
         model = fresh_model(config, seed, codec if code_init else None)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
-    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout)
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
+                         edit_thinking_rate)
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
+    if edit_thinking_rate > 0:
+        defaults = {**defaults, "edit_thinking": True}
     model.train().requires_grad_(True)
     probe = PositionProbe(config.hidden_size, GRID_SIDE)
     probed = LayerOutput(model.model.layers[PROBE_LAYER])
@@ -189,7 +194,7 @@ def train(
         # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
         kind = str(rng.choice(list(task_mix), p=list(task_mix.values())))
         examples = [maker.make(rng, kind) for _ in range(batch_size)]
-        if kind in ("ask", "think") or image_layout == "canvas":
+        if kind in ("ask", "think", "edit_think") or image_layout == "canvas":
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
             positions = None
             weights = None
@@ -245,6 +250,7 @@ def train(
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
                "position_aux": position_aux, "scene_aux": scene_aux, "binding_aux": binding_aux,
+               "edit_thinking_rate": edit_thinking_rate,
                "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -348,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--binding-aux", type=float, default=BINDING_AUX,
                         help="weight of the auxiliary loss that makes every output-canvas cell "
                              "name the object whose place holds it (0: off)")
+    parser.add_argument("--edit-thinking-rate", type=float, default=0.0,
+                        help="share of edits drawn after the result's caption (edit thinking; "
+                             "add edit_think to --task-mix to train writing it)")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="e.g. generate=0.4,edit=0.2,inpaint=0.15,ask=0.25 (the default)")
     args = parser.parse_args(argv)
@@ -356,7 +365,8 @@ def main(argv: list[str] | None = None) -> None:
           schedule_steps=args.schedule_steps, hard_cell_weight=args.hard_cell_weight,
           task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
           code_init=not args.no_code_init, position_aux=args.position_aux,
-          scene_aux=args.scene_aux, binding_aux=args.binding_aux)
+          scene_aux=args.scene_aux, binding_aux=args.binding_aux,
+          edit_thinking_rate=args.edit_thinking_rate)
 
 
 def _task_mix(text: str) -> dict[str, float]:

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     # it on in `unmask_defaults` (the demo does).
     "thinking": False, "thinking_steps": 32, "thinking_length": 4096,
     "thinking_temperature": 0.0,
+    # The same two phases for edits (our extension; the reference thinks for text to image only).
+    "edit_thinking": False,
 }
 
 
@@ -212,11 +214,11 @@ class Pipeline:
                                    phase=phase))
         return run.result()
 
-    def _think(self, prompt: str, params, on_step, should_cancel) -> list[int]:
+    def _think(self, prompt: list[int], params, on_step, should_cancel) -> list[int]:
         """Thinking mode's phase 1 (llada2_uni.md §4.4): the model's own text before it draws,
         streamed as "thinking" steps; the thinking tokens (header and eos cut off)."""
         tokens = self._write_text(
-            self.prompts.thinking_prompt(prompt), params, on_step, should_cancel,
+            prompt, params, on_step, should_cancel,
             steps=int(params["thinking_steps"]), length=int(params["thinking_length"]),
             temperature=float(params["thinking_temperature"]),
             stop_ids=self.prompts.thinking_stop_ids(), phase="thinking",
@@ -240,7 +242,8 @@ class Pipeline:
         source = None
         thinking = None
         if job.task == "generate" and params["thinking"]:
-            thought = self._think(job.prompt, params, on_step, should_cancel)
+            thought = self._think(self.prompts.thinking_prompt(job.prompt), params, on_step,
+                                  should_cancel)
             thinking = self.prompts.decode_text(thought)
             layout = self.prompts.thinking_to_image(job.prompt, thought, side, side)
         elif job.task == "generate":
@@ -250,7 +253,12 @@ class Pipeline:
                 raise JobError("bad_input", f"{job.task} needs an image on the canvas")
             source = self._fit(job.images[0])
             grid = codec.encode(source)
-            if job.task == "edit":
+            if job.task == "edit" and params["edit_thinking"]:
+                thought = self._think(self.prompts.edit_thinking_prompt(grid, job.prompt), params,
+                                      on_step, should_cancel)
+                thinking = self.prompts.decode_text(thought)
+                layout = self.prompts.edit_after_thinking(grid, job.prompt, thought)
+            elif job.task == "edit":
                 layout = self.prompts.edit(grid, job.prompt)
             else:
                 pixel_mask = self._fit_mask(job.mask, job.images[0].shape[:2])

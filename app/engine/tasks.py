@@ -18,6 +18,9 @@ from tokenizers import Tokenizer
 SYSTEM_T2I = "You are a text-to-image generation assistant."
 SYSTEM_T2I_THINKING = "You are a text-to-image generation assistant with a thinking process."
 SYSTEM_EDIT = "You are an image editing assistant."
+# Not in the reference (its thinking mode is text-to-image only, §4.4): the same two phases for
+# edits, so a model can first write what the edited picture shows, then draw it.
+SYSTEM_EDIT_THINKING = "You are an image editing assistant with a thinking process."
 SYSTEM_INPAINT = "You are an image inpainting assistant."
 SYSTEM_UNDERSTAND = "You are a multimodal understanding assistant."
 SYSTEM_CHAT = "detailed thinking off"
@@ -134,12 +137,28 @@ class PromptBuilder:
         The spec infers the model writes `<|image|><h><w><boi>` itself (open question 13); we
         append an explicit header(h, w) after the thinking text, which is the same sequence when
         the model wrote the right one and keeps the grid the user asked for when it did not."""
+        return self._after_thinking(self.thinking_prompt(prompt), thinking,
+                                    self._turn(SYSTEM_T2I_THINKING, self.text(UNCONDITION)), h, w)
+
+    def edit_thinking_prompt(self, source: np.ndarray, instruction: str) -> list[int]:
+        """Edit thinking, phase 1 (our extension of §4.4 to §4.5's layout): the source image
+        block and the instruction after the edit-thinking system sentence."""
+        return self._turn(SYSTEM_EDIT_THINKING, self.image_block(source) + self.text(instruction))
+
+    def edit_after_thinking(self, source: np.ndarray, instruction: str,
+                            thinking: list[int]) -> Layout:
+        """Edit thinking, phase 2: phase 1, the thinking, the header of the source's grid; the
+        unconditional branch keeps the source image (§4.5's uncond-text branch)."""
+        h, w = source.shape
+        uncond = self._turn(SYSTEM_EDIT_THINKING, self.image_block(source) + self.text(UNCONDITION))
+        return self._after_thinking(self.edit_thinking_prompt(source, instruction), thinking,
+                                    uncond, h, w)
+
+    def _after_thinking(self, phase1: list[int], thinking: list[int], uncond_turn: list[int],
+                        h: int, w: int) -> Layout:
         header = self.image_header(h, w)
-        return Layout(
-            prefix=self.thinking_prompt(prompt) + list(thinking) + header,
-            canvas_len=h * w,
-            uncond_prefix=self._turn(SYSTEM_T2I_THINKING, self.text(UNCONDITION)) + header,
-        )
+        return Layout(prefix=phase1 + list(thinking) + header, canvas_len=h * w,
+                      uncond_prefix=uncond_turn + header)
 
     def thinking_text_ids(self, generated: list[int]) -> list[int]:
         """The thinking proper: generated tokens before the first image header, eos or mask."""
