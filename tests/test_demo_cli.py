@@ -56,7 +56,7 @@ def test_same_seed_same_image(tmp_path):
 
 def test_ask_answers_about_an_image(scene_png):
     _, path = scene_png
-    assert unmask("ask", path, "What color is the background?").stdout.strip() == "white"
+    assert unmask("ask", path, "What color is the circle?").stdout.strip() == "red"
 
 
 def test_inpaint_keeps_pixels_outside_the_mask(tmp_path, scene_png):
@@ -95,7 +95,7 @@ def test_batch_runs_jobs_in_order_and_reports_errors(tmp_path, scene_png):
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text("\n".join(json.dumps(j) for j in [
         {"task": "generate", "prompt": "a large red circle", "seed": 1},
-        {"task": "ask", "question": "What color is the background?", "image": str(path)},
+        {"task": "ask", "question": "What color is the circle?", "image": str(path)},
         {"task": "edit", "instruction": "make the circle blue", "image": str(tmp_path / "nope.png")},
     ]))
     unmask("batch", jobs, "--out", tmp_path / "out")
@@ -103,5 +103,26 @@ def test_batch_runs_jobs_in_order_and_reports_errors(tmp_path, scene_png):
                .splitlines()]
     assert [r["line"] for r in results] == [1, 2, 3]
     assert decode_image(Path(results[0]["image"]).read_bytes()).shape == (64, 64, 3)
-    assert results[1]["text"] == "white"
+    assert results[1]["text"] == "red"
     assert "nope.png" in results[2]["error"]
+
+
+def test_generate_thinks_first_and_keeps_the_thinking_in_the_png(tmp_path):
+    """The shipped model thinks by default (llada2_uni.md §4.4): it writes a full caption that
+    keeps what the prompt said, then draws; --no-thinking draws from the prompt directly."""
+    out = tmp_path / "think.png"
+    lines = unmask("generate", "a red circle", "-o", out, "--seed", 2).stdout.splitlines()
+    (thought,) = [line.removeprefix("thinking: ") for line in lines
+                  if line.startswith("thinking: ")]
+    assert read_png_text(out.read_bytes())["thinking"] == thought
+    stated = world.parse_prompt(thought)
+    assert [(o.color, o.shape) for o in stated.objects] == [("red", "circle")], thought
+    plain = tmp_path / "plain.png"
+    proc = unmask("generate", "a red circle", "-o", plain, "--seed", 2, "--no-thinking")
+    assert "thinking:" not in proc.stdout and "thinking" not in read_png_text(plain.read_bytes())
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"task": "generate", "prompt": "a red circle", "seed": 1,
+                                "thinking": "yes"}) + "\n")
+    unmask("batch", jobs, "--out", tmp_path / "batch")
+    (record,) = [json.loads(line) for line in (tmp_path / "batch" / "results.jsonl").open()]
+    assert "true or false" in record["error"]
