@@ -22,6 +22,14 @@ def tiny_model(tiny_config):
 
 
 @pytest.fixture(scope="module")
+def assets():
+    """(config, tokenizer, codec, prompts) of the shipped demo model (the probe tests' inputs)."""
+    from tests.probe_fixtures import shipped_assets
+
+    return shipped_assets()
+
+
+@pytest.fixture(scope="module")
 def loop(qapp):
     """A qasync loop over the Qt application, one per test module: Qt and asyncio share one loop,
     as in the app."""

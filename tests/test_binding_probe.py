@@ -4,24 +4,17 @@
 import json
 
 import numpy as np
-import pytest
 
 from app.demo import world
 from app.demo.binding_probe import NUM_BINDING_SLOTS, binding_labels
 from app.demo.data import ExampleMaker, collate, collate_blocks
 from app.demo.position_probe import IGNORE
-from tests.probe_fixtures import shipped_assets
 
 SIDE = 16
 RED_CIRCLE = world.Obj("circle", "red", "large", "top left")
 BLUE_SQUARE = world.Obj("square", "blue", "small", "bottom right")
 SCENE = world.Scene("white", (RED_CIRCLE, BLUE_SQUARE))
 NONE = [len(world.COLORS), len(world.SHAPES), len(world.SIZES)]
-
-
-@pytest.fixture(scope="module")
-def assets():
-    return shipped_assets()
 
 
 def cell(row: int, col: int) -> int:

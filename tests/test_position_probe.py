@@ -2,19 +2,13 @@
 trains the layers up to the probe and leaves no trace in the saved model."""
 
 import numpy as np
-import pytest
 import torch
 
 from app.demo.data import GRID_SIDE, ExampleMaker, collate, collate_blocks
 from app.demo.position_probe import IGNORE, PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
-from tests.probe_fixtures import shipped_assets, tiny_trainable_model
+from tests.probe_fixtures import tiny_trainable_model
 
 CELLS = GRID_SIDE * GRID_SIDE
-
-
-@pytest.fixture(scope="module")
-def assets():
-    return shipped_assets()
 
 
 def test_labels_mark_every_canvas_cell_in_row_major_order(assets):

@@ -3,7 +3,6 @@ show (output canvases, as far as the prompt says), in both training layouts; its
 labelled slots and trains only the layers up to the probe."""
 
 import numpy as np
-import pytest
 import torch
 
 from app.demo import world
@@ -18,16 +17,11 @@ from app.demo.scene_probe import (
     SceneProbe,
     scene_slots,
 )
-from tests.probe_fixtures import shipped_assets, tiny_trainable_model
+from tests.probe_fixtures import tiny_trainable_model
 
 CELLS = GRID_SIDE * GRID_SIDE
 SCENE = world.Scene("blue", (world.Obj("circle", "red", "small", "top left"),
                              world.Obj("square", "white", "large", "bottom")))
-
-
-@pytest.fixture(scope="module")
-def assets():
-    return shipped_assets()
 
 
 def test_slots_of_a_whole_scene_and_of_what_a_prompt_states():

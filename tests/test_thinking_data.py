@@ -4,21 +4,14 @@ image header; phase 2 draws after prompt + caption + header, with the whole scen
 import copy
 
 import numpy as np
-import pytest
 
 from app.demo import world
 from app.demo.data import ANSWER_LENGTH, ExampleMaker, collate
 from app.demo.position_probe import IGNORE, PositionProbe, grid_labels
 from app.demo.scene_probe import scene_slots
 from app.engine.tasks import SYSTEM_T2I_THINKING
-from tests.probe_fixtures import shipped_assets
 
 CELLS = 256
-
-
-@pytest.fixture(scope="module")
-def assets():
-    return shipped_assets()
 
 
 def test_thinking_text_is_the_full_caption_then_the_image_header(assets):
