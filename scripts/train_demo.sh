@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Retrains the shipped ShapesWorld demo model (resources/models/shapes-demo) from scratch,
-# reproducibly by seed, on the CPU: 5000 steps, then 1500 more (about 86 minutes on 2 idle cores; keep
-# other torch work off the machine meanwhile: two processes each spinning 2 OpenMP threads on 2
-# cores slow both several-fold).
-#  - whole-canvas (MaskGIT) image layout, the task mix generate .35 / edit .2 / inpaint .15 /
-#    ask .3, cosine mask-ratio schedule (more heavily masked canvases);
+# reproducibly by seed, on the CPU: 5200 steps, then 1500 more (69.0 + 21.0 = 90.0 minutes
+# measured, with other work on the machine early in stage 1; on 2 idle cores about 88: keep other
+# torch work off the machine meanwhile, two processes each spinning 2 OpenMP threads on 2 cores
+# slow both several-fold).
+#  - whole-canvas (MaskGIT) image layout, the task mix generate .32 / edit .18 / inpaint .12 /
+#    ask .28 / think .1, cosine mask-ratio schedule (more heavily masked canvases);
+#  - thinking mode (llada2_uni.md §4.4): "think" batches teach writing the full caption from a
+#    prompt, and half the drawings follow prompt + caption (app/demo/data.py THINKING_RATE);
 #  - the grid-position probe (app/demo/position_probe.py) at weight 1: early layers learn each
 #    image cell's row and column, which the model needs to put "a red circle at the top left"
 #    in the right cells;
