@@ -82,8 +82,9 @@ class ExampleMaker:
             segments = np.arange(len(ids)) // BLOCK_LENGTH
         span = (self.offset, self.offset + self.codec.num_codes)
         labels = label_images(ids, self.prompts.ids.boi, self.side, scenes or [None])
-        bound = np.full((len(ids), NUM_BINDING_SLOTS), IGNORE, dtype=np.int64)
+        bound = None
         if binding is not None:
+            bound = np.full((len(ids), NUM_BINDING_SLOTS), IGNORE, dtype=np.int64)
             bound[len(prefix):] = binding
         return Example(ids, free, segments, kind, span, prefix_len=len(prefix), scene=labels,
                        binding=bound)
@@ -115,6 +116,10 @@ class ExampleMaker:
         allows, which settles every attribute the prompt left open (size, place, background)."""
         return self.prompts.text(world.caption(scene))
 
+    def _thinking_answer(self, scene: world.Scene) -> list[int]:
+        """Phase 1's whole answer: the thinking, then the image header where drawing begins."""
+        return self._thinking(scene) + self.prompts.image_header(self.side, self.side)
+
     def _edit(self, rng) -> Example:
         scene = world.sample_scene(rng)
         instruction, target = world.sample_edit(scene, rng)
@@ -144,8 +149,7 @@ class ExampleMaker:
         then the image header, where the model stops and drawing begins."""
         scene = world.sample_scene(rng)
         prompt = self.prompts.thinking_prompt(world.sample_prompt(scene, rng))
-        answer = self._thinking(scene) + self.prompts.image_header(self.side, self.side)
-        return self._text_example(prompt, answer, "think", scene=None)
+        return self._text_example(prompt, self._thinking_answer(scene), "think", scene=None)
 
     def _edit_think(self, rng) -> Example:
         """Edit thinking's phase 1 (tasks.edit_thinking_prompt): from the source image and the
@@ -153,8 +157,7 @@ class ExampleMaker:
         scene = world.sample_scene(rng)
         instruction, target = world.sample_edit(scene, rng)
         prompt = self.prompts.edit_thinking_prompt(self.codes(scene), instruction)
-        answer = self._thinking(target) + self.prompts.image_header(self.side, self.side)
-        return self._text_example(prompt, answer, "edit_think", scene)
+        return self._text_example(prompt, self._thinking_answer(target), "edit_think", scene)
 
     def _ask(self, rng) -> Example:
         scene = world.sample_scene(rng)

@@ -214,16 +214,18 @@ class Pipeline:
                                    phase=phase))
         return run.result()
 
-    def _think(self, prompt: list[int], params, on_step, should_cancel) -> list[int]:
+    def _think(self, prompt: list[int], params, on_step,
+               should_cancel) -> tuple[list[int], str]:
         """Thinking mode's phase 1 (llada2_uni.md §4.4): the model's own text before it draws,
-        streamed as "thinking" steps; the thinking tokens (header and eos cut off)."""
+        streamed as "thinking" steps; the thinking tokens (header and eos cut off) and text."""
         tokens = self._write_text(
             prompt, params, on_step, should_cancel,
             steps=int(params["thinking_steps"]), length=int(params["thinking_length"]),
             temperature=float(params["thinking_temperature"]),
             stop_ids=self.prompts.thinking_stop_ids(), phase="thinking",
         )
-        return self.prompts.thinking_text_ids(tokens.tolist())
+        thought = self.prompts.thinking_text_ids(tokens.tolist())
+        return thought, self.prompts.decode_text(thought)
 
     def _partial_text(self, answer: torch.Tensor, stop_ids: tuple[int, ...] = ()) -> str:
         words, ids = [], self.prompts.ids
@@ -242,9 +244,8 @@ class Pipeline:
         source = None
         thinking = None
         if job.task == "generate" and params["thinking"]:
-            thought = self._think(self.prompts.thinking_prompt(job.prompt), params, on_step,
-                                  should_cancel)
-            thinking = self.prompts.decode_text(thought)
+            thought, thinking = self._think(self.prompts.thinking_prompt(job.prompt), params,
+                                            on_step, should_cancel)
             layout = self.prompts.thinking_to_image(job.prompt, thought, side, side)
         elif job.task == "generate":
             layout = self.prompts.text_to_image(job.prompt, side, side)
@@ -254,9 +255,8 @@ class Pipeline:
             source = self._fit(job.images[0])
             grid = codec.encode(source)
             if job.task == "edit" and params["edit_thinking"]:
-                thought = self._think(self.prompts.edit_thinking_prompt(grid, job.prompt), params,
-                                      on_step, should_cancel)
-                thinking = self.prompts.decode_text(thought)
+                thought, thinking = self._think(self.prompts.edit_thinking_prompt(grid, job.prompt),
+                                                params, on_step, should_cancel)
                 layout = self.prompts.edit_after_thinking(grid, job.prompt, thought)
             elif job.task == "edit":
                 layout = self.prompts.edit(grid, job.prompt)

@@ -104,7 +104,8 @@ class MessageBubble(QFrame):
         mode = MODE_LABEL.get(m.mode, m.mode)
         status = {"running": " · unmasking…", "failed": " · failed",
                   "cancelled": " · stopped"}.get(m.status, "")
-        self.header.setText(f"{who} · {mode}{status}")
+        self.header_base = f"{who} · {mode}{status}"  # show_progress appends to this
+        self.header.setText(self.header_base)
         empty = not user and m.status == "done" and not m.text and not m.images
         if m.status == "running":
             self.body.setText(render_stream(m.text, self.previous_text))
@@ -260,8 +261,7 @@ class ChatPanel(QWidget):
         conv_id, index = target
         if current is not None and current.id == conv_id and index < len(self.bubbles):
             bubble = self.bubbles[index]
-            base = bubble.header.text().split(" · step")[0].split(" · thinking")[0]
-            bubble.header.setText(f"{base} · {text}")
+            bubble.header.setText(f"{bubble.header_base} · {text}")
 
     def bubble_texts(self) -> list[str]:
         return [b.body.text() for b in self.bubbles]
