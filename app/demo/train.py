@@ -26,10 +26,12 @@ from app.demo.data import (
     GRID_SIDE,
     HARD_CELL_WEIGHT,
     TASK_MIX,
+    TEXT_PAD_WEIGHT,
     ExampleMaker,
     collate,
     collate_blocks,
 )
+from app.demo.copy_head import COPY_LAYER, CopyHead, copy_targets
 from app.demo.position_probe import PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
 from app.demo.scene_probe import SCENE_PROBE_LAYER, SceneProbe
 from app.demo.text_tokenizer import train_text_tokenizer
@@ -144,6 +146,7 @@ def train(
     image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
     position_aux: float = POSITION_AUX, scene_aux: float = SCENE_AUX,
     binding_aux: float = BINDING_AUX, edit_thinking_rate: float = 0.0,
+    text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -151,9 +154,13 @@ def train(
     probe still trains, on detached hidden states, so the log shows what the model knows.
     scene_aux: the same for the scene probe (app/demo/scene_probe.py).
     binding_aux: weight of the binding probe (app/demo/binding_probe.py); 0 leaves it out.
+    copy_aux: weight of the supervised copy head of edits (app/demo/copy_head.py, canvas layout
+    only); 0 leaves it out.
     edit_thinking_rate: share of edits laid out after a thinking caption (train the phase-1
     text with the "edit_think" task); above 0 the folder's defaults turn edit thinking on."""
     schedule_steps = schedule_steps or steps
+    if copy_aux > 0 and image_layout != "canvas":
+        raise ValueError("the copy head needs --image-layout canvas (one canvas copy per row)")
     task_mix = task_mix or TASK_MIX
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -165,7 +172,7 @@ def train(
         model = fresh_model(config, seed, codec if code_init else None)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
-                         edit_thinking_rate)
+                         edit_thinking_rate, text_pad_weight)
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     if edit_thinking_rate > 0:
         defaults = {**defaults, "edit_thinking": True}
@@ -180,6 +187,9 @@ def train(
         binding_probe = BindingProbe(config.hidden_size)
         binding_probed = LayerOutput(model.model.layers[BINDING_PROBE_LAYER])
         probes.append(binding_probe)
+    copy_head = None
+    if copy_aux > 0:
+        copy_head = CopyHead(model.model.layers[COPY_LAYER].attention)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [
         p.read.weight for p in probes]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [
@@ -197,16 +207,15 @@ def train(
         if kind in ("ask", "think", "edit_think") or image_layout == "canvas":
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
             positions = None
-            weights = None
         else:
             batch = collate_blocks(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
                                    hard_cell_weight=hard_cell_weight)
             positions = batch.positions
-            weights = batch.weights[batch.loss_mask]
+        weights = batch.weights[batch.loss_mask]
         logits = model(batch.noisy, batch.attention, positions)
         per_token = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask],
                                     reduction="none")
-        loss = per_token.mean() if weights is None else (per_token * weights).sum() / weights.sum()
+        loss = (per_token * weights).sum() / weights.sum()
         # At weight 0 the hidden states are detached: the probe learns, the model does not.
         hidden, probe_weight = _probe_input(probed.value, position_aux)
         probe_loss, probe_acc = probe.loss(hidden, grid_labels(batch.clean, positions, ids.boi,
@@ -218,6 +227,10 @@ def train(
         if binding_probe is not None:
             bind_loss, bind_acc = binding_probe.loss(binding_probed.value, batch.binding)
             total = total + binding_aux * bind_loss
+        copy_acc = None
+        if copy_head is not None:
+            copy_loss, copy_acc = copy_head.loss(copy_targets(batch.clean, ids.boi, GRID_SIDE))
+            total = total + copy_aux * copy_loss
         optim.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -234,6 +247,9 @@ def train(
             if bind_acc is not None:
                 log[-1]["binding_acc"] = round(bind_acc, 3)
                 bind = f"  bind {bind_acc:.2f}"
+            if copy_acc is not None and kind.startswith("edit"):
+                log[-1]["copy_acc"] = round(copy_acc, 3)
+                bind += f"  copy {copy_acc:.2f}"
             print(f"step {step:5d}  {kind:8s} loss {loss.item():.4f}  cell {probe_acc:.2f}  "
                   f"scene {scene_acc:.2f}{bind}  {elapsed / 60:.1f} min", flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
@@ -244,13 +260,16 @@ def train(
     scene_probed.remove()
     if binding_probed is not None:
         binding_probed.remove()
+    if copy_head is not None:
+        copy_head.remove()
     model.eval().requires_grad_(False)
     write_folder(out, model, tokenizer, codec, defaults)
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
                "position_aux": position_aux, "scene_aux": scene_aux, "binding_aux": binding_aux,
-               "edit_thinking_rate": edit_thinking_rate,
+               "edit_thinking_rate": edit_thinking_rate, "text_pad_weight": text_pad_weight,
+               "copy_aux": copy_aux,
                "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -357,8 +376,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edit-thinking-rate", type=float, default=0.0,
                         help="share of edits drawn after the result's caption (edit thinking; "
                              "add edit_think to --task-mix to train writing it)")
+    parser.add_argument("--copy-aux", type=float, default=0.0,
+                        help="weight of the loss that makes one layer-2 head of every edit's "
+                             "output cell look at the same source cell (0: off; canvas layout)")
+    parser.add_argument("--text-pad-weight", type=float, default=TEXT_PAD_WEIGHT,
+                        help="loss weight of text answers' eos padding after the first eos")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
-                        help="e.g. generate=0.4,edit=0.2,inpaint=0.15,ask=0.25 (the default)")
+                        help="shares of the tasks, default " + ",".join(
+                            f"{k}={v:g}" for k, v in TASK_MIX.items()))
     args = parser.parse_args(argv)
     train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.threads,
           init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup,
@@ -366,7 +391,8 @@ def main(argv: list[str] | None = None) -> None:
           task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
           code_init=not args.no_code_init, position_aux=args.position_aux,
           scene_aux=args.scene_aux, binding_aux=args.binding_aux,
-          edit_thinking_rate=args.edit_thinking_rate)
+          edit_thinking_rate=args.edit_thinking_rate, text_pad_weight=args.text_pad_weight,
+          copy_aux=args.copy_aux)
 
 
 def _task_mix(text: str) -> dict[str, float]:

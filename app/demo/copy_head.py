@@ -1,0 +1,91 @@
+"""Auxiliary training signal for edits: one attention head learns to look, from every cell of the
+output canvas, at the same cell of the source image.
+
+An edit keeps most of the picture, so its canvas is mostly a copy of the source. In the spec's
+edit layout (llada2_uni.md §4.5: source block, then the instruction, then the output header) the
+distance between a source cell and its output cell depends on the instruction's length, so no
+fixed RoPE offset finds it; a head has to match the two cells by their grid position, which every
+image token knows after the position probe's layer (app/demo/position_probe.py). The demo model,
+trained without help, never found that match: every edit came out unreadable, even "change the
+background to blue", with the objects' colours in scattered fragments near the right places
+(`scripts/demo/sweep.py edit`: 0/12 under every sampling setting tried).
+
+Here head COPY_HEAD of layer COPY_LAYER gets a cross-entropy on its own attention distribution
+(over every key the cell may see) towards the source cell with the output cell's index
+(supervised attention, as in alignment-supervised translation). Training scaffolding like the
+probes: nothing is added to the model, and the shipped folder is a plain llada2_moe.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from app.demo.position_probe import IGNORE
+from app.engine.model import apply_partial_rope
+
+COPY_LAYER = 2  # reads the grid-position features the position probe puts after layer 1
+COPY_HEAD = 0
+
+
+def copy_targets(clean: torch.Tensor, boi_id: int, side: int) -> torch.Tensor:
+    """[B, S] for each cell of a row's output canvas (its last full canvas) the sequence index of
+    the same cell of the row's first image, when the row holds two full canvases (a source and an
+    output); IGNORE elsewhere. Sequence indices are position ids: the canvas layout of collate."""
+    b, s = clean.shape
+    targets = torch.full((b, s), IGNORE, dtype=torch.long)
+    cells = side * side
+    rows, cols = (clean == boi_id).nonzero(as_tuple=True)
+    starts: dict[int, list[int]] = {}
+    for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+        if col + cells < s and not (clean[row, col + 1: col + 1 + cells] == boi_id).any():
+            starts.setdefault(row, []).append(col + 1)
+    for row, found in starts.items():
+        if len(found) >= 2:
+            source, output = found[0], found[-1]
+            targets[row, output: output + cells] = torch.arange(source, source + cells)
+    return targets
+
+
+class CopyHead:
+    """Keeps head `head`'s attention logits of one Attention module during a forward (a forward
+    hook that recomputes that head's query and keys from the module's own input)."""
+
+    def __init__(self, attention: nn.Module, head: int = COPY_HEAD):
+        self.attention, self.head = attention, head
+        self.scores: torch.Tensor | None = None  # [B, S, S] pre-softmax, masked
+        self.handle = attention.register_forward_hook(self._keep)
+
+    def _keep(self, module, args, output) -> None:
+        x, cos, sin, mask = args[:4]
+        b, s, _ = x.shape
+        nh, nkv, hd = module.nh, module.nkv, module.hd
+        qkv = module.query_key_value(x).view(b, s, nh + 2 * nkv, hd).transpose(1, 2)
+        q = qkv[:, self.head: self.head + 1]
+        kv_head = self.head // (nh // nkv)  # grouped-query attention: the head's key group
+        k = qkv[:, nh + kv_head: nh + kv_head + 1]
+        if module.query_layernorm is not None:
+            q, k = module.query_layernorm(q), module.key_layernorm(k)
+        q, k = apply_partial_rope(q, cos, sin), apply_partial_rope(k, cos, sin)
+        scores = (q @ k.transpose(-1, -2))[:, 0].float() * hd**-0.5
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                scores = scores.masked_fill(~mask[:, 0], float("-inf"))
+            else:
+                scores = scores + mask[:, 0].float()
+        self.scores = scores
+
+    def loss(self, targets: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the kept attention towards `targets` (copy_targets), and how often the
+        head's strongest key is the target."""
+        keep = targets != IGNORE
+        if not keep.any():  # no edit in the batch (the masked scores hold -inf: no sum * 0)
+            return self.scores.new_zeros(()), 0.0
+        scores = self.scores[keep]
+        loss = F.cross_entropy(scores, targets[keep])
+        hit = (scores.argmax(-1) == targets[keep]).float().mean()
+        return loss, float(hit)
+
+    def remove(self) -> None:
+        self.handle.remove()
