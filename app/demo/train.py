@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from app.demo import world
 from app.demo.binding_probe import BINDING_PROBE_LAYER, BindingProbe
+from app.demo.copy_head import COPY_LAYER, CopyHead, copy_targets
 from app.demo.data import (
     GRID_SIDE,
     HARD_CELL_WEIGHT,
@@ -31,7 +32,6 @@ from app.demo.data import (
     collate,
     collate_blocks,
 )
-from app.demo.copy_head import COPY_LAYER, CopyHead, copy_targets
 from app.demo.position_probe import PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
 from app.demo.scene_probe import SCENE_PROBE_LAYER, SceneProbe
 from app.demo.text_tokenizer import train_text_tokenizer
