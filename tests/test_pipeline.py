@@ -84,6 +84,18 @@ def test_ask_streams_partial_text_with_placeholders(pipeline, scene_image):
     assert isinstance(result.text, str)
 
 
+def test_partial_text_shows_placeholders_only_up_to_the_block_being_decoded(pipeline):
+    """A long answer (the spec's thinking is 4096 tokens) streams the blocks decoded so far, not
+    one placeholder per token of the whole generation length."""
+    views = []
+    pipeline.run(JobSpec("chat", "hello", params={"gen_length": 256, "block_length": 32,
+                                                  "text_steps": 64, "threshold": 1.01}),
+                 on_step=views.append)
+    counts = [v.text.split().count(MASK_PLACEHOLDER) for v in views]
+    assert 0 < counts[0] < 32  # the first block (aligned to the sequence: maybe partial)
+    assert max(counts) <= 32, counts  # never the whole 256-token generation
+
+
 def test_large_input_images_are_fitted_to_the_codec(pipeline):
     big = np.repeat(np.repeat(world.render(world.sample_scene(np.random.default_rng(1))), 5, 0),
                     7, 1)
