@@ -15,7 +15,7 @@ from tests.probe_fixtures import tiny_trainable_model
 CELLS = 256
 
 
-def _edit_batch(prompts, codec, tokenizer, kinds, seed):
+def _batch(prompts, codec, tokenizer, kinds, seed):
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
     rng = np.random.default_rng(seed)
     examples = [maker.make(rng, kind) for kind in kinds]
@@ -42,7 +42,7 @@ def test_output_cells_point_at_the_same_source_cell(assets):
 
 def test_tasks_without_a_source_image_get_no_targets(assets):
     config, tokenizer, codec, prompts = assets
-    examples, batch = _edit_batch(prompts, codec, tokenizer,
+    examples, batch = _batch(prompts, codec, tokenizer,
                                   ["generate", "ask", "inpaint", "think", "edit"], 3)
     targets = copy_targets(batch.clean, prompts.ids.boi, 16)
     assert (targets[:4] == IGNORE).all()
@@ -53,7 +53,7 @@ def test_tasks_without_a_source_image_get_no_targets(assets):
 def test_kept_scores_are_the_heads_attention_logits(assets):
     config, tokenizer, codec, prompts = assets
     model = tiny_trainable_model(config).eval()
-    examples, batch = _edit_batch(prompts, codec, tokenizer, ["edit", "ask"], 4)
+    examples, batch = _batch(prompts, codec, tokenizer, ["edit", "ask"], 4)
     attention = model.model.layers[2].attention
     head = CopyHead(attention, head=1)
     mixed = {}
@@ -64,7 +64,8 @@ def test_kept_scores_are_the_heads_attention_logits(assets):
         lambda module, args, out: values.setdefault("qkv", out))
     with torch.no_grad():
         model(batch.noisy, batch.attention)
-    handle.remove(), qkv_handle.remove(), head.remove()
+    for hook in (handle, qkv_handle, head):
+        hook.remove()
     b, s = batch.noisy.shape
     nh, nkv, hd = attention.nh, attention.nkv, attention.hd
     group = 1 // (nh // nkv)  # grouped-query attention: head 1's key/value group
@@ -83,7 +84,7 @@ def test_training_the_copy_head_finds_the_source_cells(assets):
     model = tiny_trainable_model(config)
     head = CopyHead(model.model.layers[2].attention)
     optim = torch.optim.Adam(model.parameters(), lr=3e-3)
-    examples, batch = _edit_batch(prompts, codec, tokenizer, ["edit"] * 2, 5)
+    examples, batch = _batch(prompts, codec, tokenizer, ["edit"] * 2, 5)
     targets = copy_targets(batch.clean, prompts.ids.boi, 16)
     hits = []
     for _ in range(60):

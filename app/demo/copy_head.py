@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from app.demo.position_probe import IGNORE
+from app.demo.position_probe import IGNORE, grid_labels
 from app.engine.model import apply_partial_rope
 
 COPY_LAYER = 2  # reads the grid-position features the position probe puts after layer 1
@@ -32,19 +32,15 @@ COPY_HEAD = 0
 def copy_targets(clean: torch.Tensor, boi_id: int, side: int) -> torch.Tensor:
     """[B, S] for each cell of a row's output canvas (its last full canvas) the sequence index of
     the same cell of the row's first image, when the row holds two full canvases (a source and an
-    output); IGNORE elsewhere. Sequence indices are position ids: the canvas layout of collate."""
-    b, s = clean.shape
-    targets = torch.full((b, s), IGNORE, dtype=torch.long)
+    output); IGNORE elsewhere. Canvases are found as the position probe finds them (grid_labels),
+    in the canvas layout of collate, where sequence indices are position ids."""
     cells = side * side
-    rows, cols = (clean == boi_id).nonzero(as_tuple=True)
-    starts: dict[int, list[int]] = {}
-    for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-        if col + cells < s and not (clean[row, col + 1: col + 1 + cells] == boi_id).any():
-            starts.setdefault(row, []).append(col + 1)
-    for row, found in starts.items():
-        if len(found) >= 2:
-            source, output = found[0], found[-1]
-            targets[row, output: output + cells] = torch.arange(source, source + cells)
+    grid = grid_labels(clean, None, boi_id, side)
+    targets = torch.full_like(grid, IGNORE)
+    for row in range(clean.shape[0]):
+        canvas = (grid[row] != IGNORE).nonzero().squeeze(-1)  # row-major cells, image by image
+        if len(canvas) >= 2 * cells:
+            targets[row, canvas[-cells:]] = canvas[:cells]
     return targets
 
 
@@ -55,9 +51,13 @@ class CopyHead:
     def __init__(self, attention: nn.Module, head: int = COPY_HEAD):
         self.attention, self.head = attention, head
         self.scores: torch.Tensor | None = None  # [B, S, S] pre-softmax, masked
+        self.active = True  # off: the forward keeps nothing (a batch without edits)
         self.handle = attention.register_forward_hook(self._keep)
 
     def _keep(self, module, args, output) -> None:
+        self.scores = None
+        if not self.active:
+            return
         x, cos, sin, mask = args[:4]
         b, s, _ = x.shape
         nh, nkv, hd = module.nh, module.nkv, module.hd
@@ -80,8 +80,8 @@ class CopyHead:
         """Cross-entropy of the kept attention towards `targets` (copy_targets), and how often the
         head's strongest key is the target."""
         keep = targets != IGNORE
-        if not keep.any():  # no edit in the batch (the masked scores hold -inf: no sum * 0)
-            return self.scores.new_zeros(()), 0.0
+        if self.scores is None or not keep.any():  # no edit in the batch: nothing to learn
+            return torch.zeros(()), 0.0
         scores = self.scores[keep]
         loss = F.cross_entropy(scores, targets[keep])
         hit = (scores.argmax(-1) == targets[keep]).float().mean()

@@ -32,7 +32,7 @@ from app.demo.data import (
     collate,
     collate_blocks,
 )
-from app.demo.position_probe import PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
+from app.demo.position_probe import IGNORE, PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
 from app.demo.scene_probe import SCENE_PROBE_LAYER, SceneProbe
 from app.demo.text_tokenizer import train_text_tokenizer
 from app.engine.checkpoint import save_model
@@ -212,6 +212,9 @@ def train(
                                    hard_cell_weight=hard_cell_weight)
             positions = batch.positions
         weights = batch.weights[batch.loss_mask]
+        if copy_head is not None:  # its [B, S, S] scores only for batches with an edit to copy
+            copy_goal = copy_targets(batch.clean, ids.boi, GRID_SIDE)
+            copy_head.active = bool((copy_goal != IGNORE).any())
         logits = model(batch.noisy, batch.attention, positions)
         per_token = F.cross_entropy(logits[batch.loss_mask], batch.clean[batch.loss_mask],
                                     reduction="none")
@@ -229,7 +232,7 @@ def train(
             total = total + binding_aux * bind_loss
         copy_acc = None
         if copy_head is not None:
-            copy_loss, copy_acc = copy_head.loss(copy_targets(batch.clean, ids.boi, GRID_SIDE))
+            copy_loss, copy_acc = copy_head.loss(copy_goal)
             total = total + copy_aux * copy_loss
         optim.zero_grad(set_to_none=True)
         total.backward()
@@ -243,15 +246,15 @@ def train(
                         "probe_loss": round(probe_loss.item(), 4),
                         "probe_acc": round(probe_acc, 3), "scene_loss": round(scene_loss.item(), 4),
                         "scene_acc": round(scene_acc, 3), "seconds": round(elapsed, 1)})
-            bind = ""
+            extra = ""  # the optional heads' accuracies
             if bind_acc is not None:
                 log[-1]["binding_acc"] = round(bind_acc, 3)
-                bind = f"  bind {bind_acc:.2f}"
+                extra = f"  bind {bind_acc:.2f}"
             if copy_acc is not None and kind.startswith("edit"):
                 log[-1]["copy_acc"] = round(copy_acc, 3)
-                bind += f"  copy {copy_acc:.2f}"
+                extra += f"  copy {copy_acc:.2f}"
             print(f"step {step:5d}  {kind:8s} loss {loss.item():.4f}  cell {probe_acc:.2f}  "
-                  f"scene {scene_acc:.2f}{bind}  {elapsed / 60:.1f} min", flush=True)
+                  f"scene {scene_acc:.2f}{extra}  {elapsed / 60:.1f} min", flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
             model.eval()
             write_folder(out, model, tokenizer, codec, defaults)  # a usable model at any time

@@ -210,7 +210,10 @@ class Pipeline:
         for step in run:
             if on_step is not None:
                 answer = run.sequence[p : p + run.gen_length]
-                text = self._partial_text(answer, p, int(params["block_length"]), stop_ids)
+                shown = int(step.window[-1]) + 1 - p  # the end of the block this step decoded
+                if not bool((run.sequence[step.window] == ids.mask).any()):
+                    shown += run.block_length  # that block is done: the next one comes next
+                text = self._partial_text(answer[:shown], stop_ids)
                 on_step(self._view(step, p, answer, text=text, phase=phase))
         return run.result()
 
@@ -227,23 +230,12 @@ class Pipeline:
         thought = self.prompts.thinking_text_ids(tokens.tolist())
         return thought, self.prompts.decode_text(thought)
 
-    def _partial_text(self, answer: torch.Tensor, start: int, block_length: int,
-                      stop_ids: tuple[int, ...] = ()) -> str:
-        """The answer so far (it starts at sequence position `start`), a placeholder per masked
-        token up to the end of the block being decoded: later blocks are all masks (block
-        diffusion decodes them in order; blocks are aligned to the whole sequence, spec §5.2),
-        and a 4096-token thinking would otherwise send 4096 placeholders every step."""
+    def _partial_text(self, answer: torch.Tensor, stop_ids: tuple[int, ...] = ()) -> str:
+        """The answer so far, a placeholder per masked token. Callers pass it up to the end of
+        the block being decoded: later blocks are all masks (block diffusion decodes them in
+        order), and a 4096-token thinking would otherwise send 4096 placeholders every step."""
         words, ids = [], self.prompts.ids
-        tokens = answer.tolist()
-
-        def block_end(k: int) -> int:  # answer index just past the block holding answer index k
-            return ((start + k) // block_length + 1) * block_length - start
-
-        decided = [k for k, tid in enumerate(tokens) if tid != ids.mask]
-        shown = block_end(decided[-1] if decided else 0)
-        if decided and ids.mask not in tokens[max(0, shown - block_length): shown]:
-            shown += block_length  # that block is done: the next one is being decoded
-        for tid in tokens[:shown]:
+        for tid in answer.tolist():
             if tid == ids.eos or tid in stop_ids:
                 break
             words.append(MASK_PLACEHOLDER if tid == ids.mask else self.prompts.decode_text([tid]))
