@@ -1,0 +1,49 @@
+"""VQA exact match of a demo model by question kind (world.QA_KINDS), on held-out scenes drawn
+from their own seed (not those of `unmask eval`); a few wrong answers per kind with the scene.
+
+    .venv/bin/python scripts/demo/vqa_kinds.py MODEL_DIR N      # N scenes per kind
+"""
+
+import collections
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from app.demo import world  # noqa: E402
+from app.engine.jobs import JobSpec  # noqa: E402
+from app.engine.pipeline import Pipeline  # noqa: E402
+
+SEED = 2_000_017
+
+
+def main() -> None:
+    pipeline = Pipeline.load(sys.argv[1])
+    n = int(sys.argv[2])
+    rng = np.random.default_rng(SEED)
+    right, asked = collections.Counter(), collections.Counter()
+    wrong = collections.defaultdict(list)
+    for i in range(n):
+        for kind in world.QA_KINDS:
+            scene = world.sample_scene(rng)
+            try:
+                question, answer = world.sample_qa(scene, rng, kind)
+            except ValueError:  # no unambiguous question of this kind for the scene
+                continue
+            got = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
+                                       params={"seed": i})).text
+            asked[kind] += 1
+            right[kind] += got == answer
+            if got != answer and len(wrong[kind]) < 3:
+                wrong[kind].append(f"{question!r}: {got!r} != {answer!r} [{world.caption(scene)}]")
+    for kind in world.QA_KINDS:
+        print(f"{kind:18} {right[kind]}/{asked[kind]}")
+        for line in wrong[kind]:
+            print("    " + line)
+    print(f"{'all':18} {sum(right.values())}/{sum(asked.values())}")
+
+
+if __name__ == "__main__":
+    main()
