@@ -14,6 +14,14 @@ Here head COPY_HEAD of layer COPY_LAYER gets a cross-entropy on its own attentio
 (over every key the cell may see) towards the source cell with the output cell's index
 (supervised attention, as in alignment-supervised translation). Training scaffolding like the
 probes: nothing is added to the model, and the shipped folder is a plain llada2_moe.
+
+Finding the cell is not enough: trained on the attention loss alone the head hit the right cell
+100 % of the time, yet edits still did not copy (session 6 of issue 3), because nothing made the
+head carry the source code it reads. The optional read-out loss does: the head's own share of the
+attention output (its values through its slice of the output projection) goes straight through
+the model's final norm and lm_head and must name the source cell's code (a direct-logit path, as
+in logit-lens probing), so the residual stream holds the copied code where the model's own head
+reads it.
 """
 
 from __future__ import annotations
@@ -48,14 +56,17 @@ class CopyHead:
     """Keeps head `head`'s attention logits of one Attention module during a forward (a forward
     hook that recomputes that head's query and keys from the module's own input)."""
 
-    def __init__(self, attention: nn.Module, head: int = COPY_HEAD):
-        self.attention, self.head = attention, head
+    def __init__(self, attention: nn.Module, head: int = COPY_HEAD, readout=None):
+        """readout: hidden [N, H] -> logits [N, V] (the model's final norm and lm_head); with it the
+        hook also keeps the head's share of the attention output for `readout_loss`."""
+        self.attention, self.head, self.readout = attention, head, readout
         self.scores: torch.Tensor | None = None  # [B, S, S] pre-softmax, masked
+        self.carried: torch.Tensor | None = None  # [B, S, H] the head's share of the output
         self.active = True  # off: the forward keeps nothing (a batch without edits)
         self.handle = attention.register_forward_hook(self._keep)
 
     def _keep(self, module, args, output) -> None:
-        self.scores = None
+        self.scores = self.carried = None
         if not self.active:
             return
         x, cos, sin, mask = args[:4]
@@ -75,6 +86,11 @@ class CopyHead:
             else:
                 scores = scores + mask[:, 0].float()
         self.scores = scores
+        if self.readout is not None:
+            v = qkv[:, nh + nkv + kv_head]  # [B, S, hd] the key group's values
+            mixed = scores.softmax(-1).to(v.dtype) @ v
+            columns = slice(self.head * hd, (self.head + 1) * hd)
+            self.carried = mixed @ module.dense.weight[:, columns].T
 
     def loss(self, targets: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Cross-entropy of the kept attention towards `targets` (copy_targets), and how often the
@@ -86,6 +102,19 @@ class CopyHead:
         loss = F.cross_entropy(scores, targets[keep])
         hit = (scores.argmax(-1) == targets[keep]).float().mean()
         return loss, float(hit)
+
+    def readout_loss(self, targets: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the head's carried vector, read out as logits, towards the code of the
+        source cell each output cell copies from (`clean` at `targets`), and how often the read-out
+        names it."""
+        keep = targets != IGNORE
+        if self.carried is None or not keep.any():
+            return torch.zeros(()), 0.0
+        rows = keep.nonzero()[:, 0]
+        codes = clean[rows, targets[keep]]
+        logits = self.readout(self.carried[keep]).float()
+        loss = F.cross_entropy(logits, codes)
+        return loss, float((logits.argmax(-1) == codes).float().mean())
 
     def remove(self) -> None:
         self.handle.remove()

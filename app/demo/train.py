@@ -146,7 +146,7 @@ def train(
     image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
     position_aux: float = POSITION_AUX, scene_aux: float = SCENE_AUX,
     binding_aux: float = BINDING_AUX, edit_thinking_rate: float = 0.0,
-    text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0,
+    text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0, copy_readout: float = 0.0,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -156,11 +156,15 @@ def train(
     binding_aux: weight of the binding probe (app/demo/binding_probe.py); 0 leaves it out.
     copy_aux: weight of the supervised copy head of edits (app/demo/copy_head.py, canvas layout
     only); 0 leaves it out.
+    copy_readout: weight of the copy head's read-out loss (its output must name the source
+    code, app/demo/copy_head.py); needs the copy head.
     edit_thinking_rate: share of edits laid out after a thinking caption (train the phase-1
     text with the "edit_think" task); above 0 the folder's defaults turn edit thinking on."""
     schedule_steps = schedule_steps or steps
     if copy_aux > 0 and image_layout != "canvas":
         raise ValueError("the copy head needs --image-layout canvas (one canvas copy per row)")
+    if copy_readout > 0 and copy_aux <= 0:
+        raise ValueError("the copy read-out (--copy-readout) needs the copy head (--copy-aux > 0)")
     task_mix = task_mix or TASK_MIX
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -189,7 +193,8 @@ def train(
         probes.append(binding_probe)
     copy_head = None
     if copy_aux > 0:
-        copy_head = CopyHead(model.model.layers[COPY_LAYER].attention)
+        readout = (lambda hidden: model.lm_head(model.model.norm(hidden))) if copy_readout else None
+        copy_head = CopyHead(model.model.layers[COPY_LAYER].attention, readout=readout)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [
         p.read.weight for p in probes]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [
@@ -230,10 +235,13 @@ def train(
         if binding_probe is not None:
             bind_loss, bind_acc = binding_probe.loss(binding_probed.value, batch.binding)
             total = total + binding_aux * bind_loss
-        copy_acc = None
+        copy_acc = readout_acc = None
         if copy_head is not None:
             copy_loss, copy_acc = copy_head.loss(copy_goal)
             total = total + copy_aux * copy_loss
+            if copy_readout > 0:
+                readout_loss, readout_acc = copy_head.readout_loss(copy_goal, batch.clean)
+                total = total + copy_readout * readout_loss
         optim.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -253,6 +261,9 @@ def train(
             if copy_acc is not None and kind.startswith("edit"):
                 log[-1]["copy_acc"] = round(copy_acc, 3)
                 extra += f"  copy {copy_acc:.2f}"
+                if readout_acc is not None:
+                    log[-1]["readout_acc"] = round(readout_acc, 3)
+                    extra += f"  read {readout_acc:.2f}"
             print(f"step {step:5d}  {kind:8s} loss {loss.item():.4f}  cell {probe_acc:.2f}  "
                   f"scene {scene_acc:.2f}{extra}  {elapsed / 60:.1f} min", flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
@@ -272,7 +283,7 @@ def train(
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
                "position_aux": position_aux, "scene_aux": scene_aux, "binding_aux": binding_aux,
                "edit_thinking_rate": edit_thinking_rate, "text_pad_weight": text_pad_weight,
-               "copy_aux": copy_aux,
+               "copy_aux": copy_aux, "copy_readout": copy_readout,
                "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -382,6 +393,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--copy-aux", type=float, default=0.0,
                         help="weight of the loss that makes one layer-2 head of every edit's "
                              "output cell look at the same source cell (0: off; canvas layout)")
+    parser.add_argument("--copy-readout", type=float, default=0.0,
+                        help="weight of the loss that makes the copy head's output name the "
+                             "source cell's code through the lm_head (0: off; needs --copy-aux)")
     parser.add_argument("--text-pad-weight", type=float, default=TEXT_PAD_WEIGHT,
                         help="loss weight of text answers' eos padding after the first eos")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
@@ -395,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
           code_init=not args.no_code_init, position_aux=args.position_aux,
           scene_aux=args.scene_aux, binding_aux=args.binding_aux,
           edit_thinking_rate=args.edit_thinking_rate, text_pad_weight=args.text_pad_weight,
-          copy_aux=args.copy_aux)
+          copy_aux=args.copy_aux, copy_readout=args.copy_readout)
 
 
 def _task_mix(text: str) -> dict[str, float]:
