@@ -77,25 +77,37 @@ def test_kept_scores_are_the_heads_attention_logits(assets):
     assert torch.allclose(rebuilt, actual.float(), atol=1e-5)
 
 
-def test_training_the_copy_head_finds_the_source_cells(assets):
-    """A tiny random model, trained on the copy loss alone, learns to point at the source cells
-    far above chance (1 in ~540 keys)."""
+def _train_tiny_copy_head(assets, steps: int, with_readout: bool) -> list[float]:
+    """Trains a tiny random model on the copy losses alone (attention, plus the read-out when
+    asked) on two edits; per step, the hit rate of the read-out if trained, else of the
+    attention."""
     config, tokenizer, codec, prompts = assets
     torch.manual_seed(0)
     model = tiny_trainable_model(config)
-    head = CopyHead(model.model.layers[2].attention)
+    readout = (lambda h: model.lm_head(model.model.norm(h))) if with_readout else None
+    head = CopyHead(model.model.layers[2].attention, readout=readout)
     optim = torch.optim.Adam(model.parameters(), lr=3e-3)
     examples, batch = _batch(prompts, codec, tokenizer, ["edit"] * 2, 5)
     targets = copy_targets(batch.clean, prompts.ids.boi, 16)
     hits = []
-    for _ in range(60):
+    for _ in range(steps):
         model(batch.clean, batch.attention)
         loss, hit = head.loss(targets)
+        if with_readout:
+            read_loss, hit = head.readout_loss(targets, batch.clean)
+            loss = loss + read_loss
         optim.zero_grad()
         loss.backward()
         optim.step()
         hits.append(hit)
     head.remove()
+    return hits
+
+
+def test_training_the_copy_head_finds_the_source_cells(assets):
+    """Trained on the copy loss alone, a tiny random model learns to point at the source cells
+    far above chance (1 in ~540 keys)."""
+    hits = _train_tiny_copy_head(assets, 60, with_readout=False)
     assert hits[0] < 0.05 and hits[-1] > 0.5
 
 
@@ -121,24 +133,7 @@ def test_carried_vector_is_the_heads_share_of_the_attention_output(assets):
 def test_training_the_readout_makes_the_head_carry_the_source_codes(assets):
     """Attention and read-out losses together: the head's output, read through the lm_head, names
     the source cell's code for most output cells (from ~1 in 1444 at random init)."""
-    config, tokenizer, codec, prompts = assets
-    torch.manual_seed(0)
-    model = tiny_trainable_model(config)
-    head = CopyHead(model.model.layers[2].attention,
-                    readout=lambda h: model.lm_head(model.model.norm(h)))
-    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
-    examples, batch = _batch(prompts, codec, tokenizer, ["edit"] * 2, 5)
-    targets = copy_targets(batch.clean, prompts.ids.boi, 16)
-    reads = []
-    for _ in range(80):
-        model(batch.clean, batch.attention)
-        attend, _ = head.loss(targets)
-        read_loss, read = head.readout_loss(targets, batch.clean)
-        optim.zero_grad()
-        (attend + read_loss).backward()
-        optim.step()
-        reads.append(read)
-    head.remove()
+    reads = _train_tiny_copy_head(assets, 80, with_readout=True)
     assert reads[0] < 0.1 and reads[-1] > 0.5
 
 
