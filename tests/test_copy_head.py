@@ -127,7 +127,8 @@ def test_carried_vector_is_the_heads_share_of_the_attention_output(assets):
     b, s = batch.noisy.shape
     hd = attention.hd
     share = mixed["value"][:, :, 3 * hd: 4 * hd] @ attention.dense.weight[:, 3 * hd: 4 * hd].T
-    assert torch.allclose(head.carried, share, atol=1e-5)
+    everywhere = torch.ones(b, s, dtype=torch.bool)
+    assert torch.allclose(head.carried(everywhere), share.reshape(b * s, -1), atol=1e-5)
 
 
 def test_training_the_readout_makes_the_head_carry_the_source_codes(assets):

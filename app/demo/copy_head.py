@@ -58,15 +58,16 @@ class CopyHead:
 
     def __init__(self, attention: nn.Module, head: int = COPY_HEAD, readout=None):
         """readout: hidden [N, H] -> logits [N, V] (the model's final norm and lm_head); with it the
-        hook also keeps the head's share of the attention output for `readout_loss`."""
+        hook also keeps the head's values and output columns for `carried`."""
         self.attention, self.head, self.readout = attention, head, readout
         self.scores: torch.Tensor | None = None  # [B, S, S] pre-softmax, masked
-        self.carried: torch.Tensor | None = None  # [B, S, H] the head's share of the output
+        self.values: torch.Tensor | None = None  # [B, S, hd] the head's key group's values
+        self.columns: torch.Tensor | None = None  # [H, hd] its slice of the output projection
         self.active = True  # off: the forward keeps nothing (a batch without edits)
         self.handle = attention.register_forward_hook(self._keep)
 
     def _keep(self, module, args, output) -> None:
-        self.scores = self.carried = None
+        self.scores = self.values = self.columns = None
         if not self.active:
             return
         x, cos, sin, mask = args[:4]
@@ -87,10 +88,8 @@ class CopyHead:
                 scores = scores + mask[:, 0].float()
         self.scores = scores
         if self.readout is not None:
-            v = qkv[:, nh + nkv + kv_head]  # [B, S, hd] the key group's values
-            mixed = scores.softmax(-1).to(v.dtype) @ v
-            columns = slice(self.head * hd, (self.head + 1) * hd)
-            self.carried = mixed @ module.dense.weight[:, columns].T
+            self.values = qkv[:, nh + nkv + kv_head]
+            self.columns = module.dense.weight[:, self.head * hd: (self.head + 1) * hd]
 
     def loss(self, targets: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Cross-entropy of the kept attention towards `targets` (copy_targets), and how often the
@@ -103,16 +102,24 @@ class CopyHead:
         hit = (scores.argmax(-1) == targets[keep]).float().mean()
         return loss, float(hit)
 
+    def carried(self, keep: torch.Tensor) -> torch.Tensor:
+        """[N, H] the head's share of the attention output at the positions `keep` ([B, S] bool)
+        marks. Only those rows go through the softmax: a padding row masked everywhere would be
+        NaN there and, through its backward, poison the gradients."""
+        rows = keep.nonzero()[:, 0]
+        mixed = self.scores[keep].softmax(-1).to(self.values.dtype).unsqueeze(1)
+        return (mixed @ self.values[rows]).squeeze(1) @ self.columns.T
+
     def readout_loss(self, targets: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Cross-entropy of the head's carried vector, read out as logits, towards the code of the
         source cell each output cell copies from (`clean` at `targets`), and how often the read-out
         names it."""
         keep = targets != IGNORE
-        if self.carried is None or not keep.any():
+        if self.values is None or not keep.any():
             return torch.zeros(()), 0.0
         rows = keep.nonzero()[:, 0]
         codes = clean[rows, targets[keep]]
-        logits = self.readout(self.carried[keep]).float()
+        logits = self.readout(self.carried(keep)).float()
         loss = F.cross_entropy(logits, codes)
         return loss, float((logits.argmax(-1) == codes).float().mean())
 
