@@ -1,7 +1,9 @@
 """Whether a demo model copies the source in an edit: for held-out edits, one forward with the
 whole output canvas masked (no CFG); per edit kind, how often the argmax is the target code on
 cells the edit keeps, on kept cells that belong to an object (not the source's most common code,
-the background), and on cells the edit changes.
+the background), and on cells the edit changes. "head" is the same figure for kept object cells
+read straight from the copy head (app/demo/copy_head.py: layer 2 head 0's own output through the
+final norm and lm_head): what the head carries against what the model makes of it.
 
     .venv/bin/python scripts/demo/edit_copy_probe.py MODEL_DIR [N]
 """
@@ -15,6 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.demo import world  # noqa: E402
+from app.demo.copy_head import COPY_LAYER, CopyHead  # noqa: E402
 from app.demo.train import load_folder  # noqa: E402
 from app.engine.tasks import PromptBuilder  # noqa: E402
 
@@ -28,6 +31,8 @@ def main() -> None:
     prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes,
                             model.config.vocab_size)
     offset, cells = prompts.ids.image_offset, (world.IMAGE_SIZE // world.PATCH_SIZE) ** 2
+    head = CopyHead(model.model.layers[COPY_LAYER].attention,
+                    readout=lambda hidden: model.lm_head(model.model.norm(hidden)))
     rng = np.random.default_rng(SEED)
     scores: dict[str, list[list[float]]] = {}
     for _ in range(n):
@@ -42,14 +47,24 @@ def main() -> None:
         flat = source.reshape(-1)
         kept = flat == goal
         objects = kept & (flat != np.bincount(flat).argmax())
-        per_kind = scores.setdefault(instruction.split()[0], [[], [], []])
-        for where, values in zip((kept, objects, ~kept), per_kind, strict=True):
+        output = torch.zeros(1, len(prefix) + cells, dtype=torch.bool)
+        output[0, len(prefix):] = True
+        with torch.no_grad():
+            carried = head.readout(head.carried(output))[:, offset:offset + codec.num_codes]
+        head_right = carried.argmax(-1).numpy() == goal
+        per_kind = scores.setdefault(instruction.split()[0], [[], [], [], []])
+        for where, hits, values in zip((kept, objects, ~kept, objects),
+                                       (right, right, right, head_right), per_kind, strict=True):
             if where.any():
-                values.append(float(right[where].mean()))
-    for kind, (kept, objects, changed) in scores.items():
+                values.append(float(hits[where].mean()))
+    head.remove()
+    for kind, (kept, objects, changed, carried) in scores.items():
         print(f"{kind:8} edits {len(kept):2}  kept cells {np.mean(kept):.2f}  kept object cells "
-              f"{np.mean(objects) if objects else float('nan'):.2f}  changed cells "
-              f"{np.mean(changed) if changed else float('nan'):.2f}")
+              f"{_mean(objects)}  changed cells {_mean(changed)}  head {_mean(carried)}")
+
+
+def _mean(values: list[float]) -> str:
+    return f"{np.mean(values):.2f}" if values else " nan"
 
 
 if __name__ == "__main__":
