@@ -122,7 +122,7 @@ class CopyHead:
         logits = self.readout(self.carried(keep)).float()
         per_cell = F.cross_entropy(logits, codes, reduction="none")
         # Background and object cells weigh half each: ~85 % of a canvas is background, and a
-        # plain mean let the head carry only the background (object cells read out 3-9 %).
+        # plain mean let the head carry only the background (object cells read out 0-9 %).
         objects = codes != _row_background(codes, rows)
         halves = [part for part in (per_cell[objects], per_cell[~objects]) if len(part)]
         loss = sum(part.mean() for part in halves) / len(halves)
