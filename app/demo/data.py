@@ -53,7 +53,7 @@ class Example:
 class ExampleMaker:
     def __init__(self, prompts: PromptBuilder, codec, text_vocab: int,
                  image_layout: str = "blocks", edit_thinking_rate: float = 0.0,
-                 text_pad_weight: float = TEXT_PAD_WEIGHT):
+                 text_pad_weight: float = TEXT_PAD_WEIGHT, kept_object_weight: float = 1.0):
         """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
         whole canvas one segment after the prefix: MaskGIT-style decoding, for collate).
         edit_thinking_rate: share of edits laid out as edit thinking's phase 2 (the result's
@@ -65,6 +65,9 @@ class ExampleMaker:
         self.image_layout = image_layout
         self.edit_thinking_rate = edit_thinking_rate
         self.text_pad_weight = text_pad_weight
+        # Edits: loss weight of output cells that keep a source object's code (copying rewarded
+        # at the output; app/demo/copy_head.py found an early head's copy goes unused).
+        self.kept_object_weight = kept_object_weight
         self.offset = prompts.ids.image_offset
         self.side = world.IMAGE_SIZE // world.PATCH_SIZE
 
@@ -141,7 +144,13 @@ class ExampleMaker:
         prefix, uncond = self._prefix(layout, rng)
         slots = [scene_slots(scene), None if uncond else scene_slots(target)]
         bound = None if uncond else binding_labels(target, None, self.side)
-        return self._canvas(prefix, self.codes(target), all_cells, "edit", slots, bound)
+        goal = self.codes(target)
+        example = self._canvas(prefix, goal, all_cells, "edit", slots, bound)
+        if self.kept_object_weight != 1.0:
+            example.weights = np.ones(len(example.ids), dtype=np.float32)
+            example.weights[example.prefix_len:] = np.where(
+                kept_object_cells(source, goal), self.kept_object_weight, 1.0).reshape(-1)
+        return example
 
     def _inpaint(self, rng) -> Example:
         example = world.sample_inpaint(world.sample_scene(rng, n_objects=1), rng)
@@ -192,6 +201,13 @@ class ExampleMaker:
                                                  self.side, [scene_slots(scene)])
         return Example(ids, free, segments, kind, (0, self.text_vocab), scene=labels,
                        weights=weights)
+
+
+def kept_object_cells(source: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """bool, goal's shape: cells an edit keeps (same code in source and goal) that are not the
+    source's background (its most common code)."""
+    background = np.bincount(source.reshape(-1)).argmax()
+    return (source == goal) & (source != background)
 
 
 @dataclass

@@ -1,0 +1,40 @@
+"""Edits: output cells that keep a source object's code can weigh more in the loss, so copying is
+rewarded at the output (app/demo/data.py kept_object_cells, --kept-object-weight)."""
+
+import numpy as np
+
+from app.demo import world
+from app.demo.data import ExampleMaker, collate, kept_object_cells
+
+
+def test_kept_object_cells_are_the_unmoved_object_not_the_background(assets):
+    config, tokenizer, codec, prompts = assets
+    scene = world.Scene("white", (world.Obj("circle", "red", "large", "top left"),
+                                  world.Obj("square", "blue", "large", "bottom right")))
+    moved = world.apply_edit(scene, "move the circle to the center")
+    source, goal = codec.encode(world.render(scene)), codec.encode(world.render(moved))
+    kept = kept_object_cells(source, goal)
+    square = codec.encode(world.render(world.Scene("white", scene.objects[1:])))
+    background = np.bincount(source.reshape(-1)).argmax()
+    # exactly the square's cells: kept by the move, and not background
+    assert kept.tolist() == (square != background).tolist()
+    assert 0 < kept.sum() < 40
+
+
+def test_edit_examples_weigh_kept_object_cells_and_collate_carries_it(assets):
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
+                         kept_object_weight=4.0)
+    rng = np.random.default_rng(21)
+    edits = [maker.make(rng, "edit") for _ in range(6)]
+    for e in edits:
+        assert (e.weights[: e.prefix_len] == 1.0).all()
+        canvas = e.ids[e.prefix_len:] - prompts.ids.image_offset
+        assert set(np.unique(e.weights[e.prefix_len:])) <= {1.0, 4.0}
+        assert (e.weights[e.prefix_len:] == 4.0).sum() < len(canvas) // 2
+    assert any((e.weights == 4.0).any() for e in edits)  # some edit keeps an object
+    batch = collate(edits, prompts.ids.mask, prompts.ids.eos, rng)
+    for i, e in enumerate(edits):
+        assert batch.weights[i, : len(e.ids)].numpy().tolist() == e.weights.tolist()
+    plain = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    assert plain.make(np.random.default_rng(21), "edit").weights is None
