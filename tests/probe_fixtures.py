@@ -23,3 +23,16 @@ def tiny_trainable_model(config):
                                     "num_hidden_layers": 3, "intermediate_size": 48,
                                     "moe_intermediate_size": 16})
     return random_model(small, seed=0).train().requires_grad_(True)
+
+
+def made_examples(assets, kind: str, count: int, seed: int, **maker_options):
+    """`count` training examples of one task from an ExampleMaker in the canvas layout over the
+    shipped assets, and the generator that made them (for collate)."""
+    import numpy as np
+
+    from app.demo.data import ExampleMaker
+
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas", **maker_options)
+    rng = np.random.default_rng(seed)
+    return [maker.make(rng, kind) for _ in range(count)], rng

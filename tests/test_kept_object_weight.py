@@ -4,7 +4,8 @@ rewarded at the output (app/demo/data.py kept_object_cells, --kept-object-weight
 import numpy as np
 
 from app.demo import world
-from app.demo.data import ExampleMaker, collate, kept_object_cells
+from app.demo.data import collate, kept_object_cells
+from tests.probe_fixtures import made_examples
 
 
 def test_kept_object_cells_are_the_unmoved_object_not_the_background(assets):
@@ -22,11 +23,8 @@ def test_kept_object_cells_are_the_unmoved_object_not_the_background(assets):
 
 
 def test_edit_examples_weigh_kept_object_cells_and_collate_carries_it(assets):
-    config, tokenizer, codec, prompts = assets
-    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
-                         kept_object_weight=4.0)
-    rng = np.random.default_rng(21)
-    edits = [maker.make(rng, "edit") for _ in range(6)]
+    prompts = assets[3]
+    edits, rng = made_examples(assets, "edit", 6, 21, kept_object_weight=4.0)
     for e in edits:
         assert (e.weights[: e.prefix_len] == 1.0).all()
         canvas = e.ids[e.prefix_len:] - prompts.ids.image_offset
@@ -36,5 +34,4 @@ def test_edit_examples_weigh_kept_object_cells_and_collate_carries_it(assets):
     batch = collate(edits, prompts.ids.mask, prompts.ids.eos, rng)
     for i, e in enumerate(edits):
         assert batch.weights[i, : len(e.ids)].numpy().tolist() == e.weights.tolist()
-    plain = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
-    assert plain.make(np.random.default_rng(21), "edit").weights is None
+    assert made_examples(assets, "edit", 1, 21)[0][0].weights is None  # weight 1: none kept

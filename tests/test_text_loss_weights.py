@@ -4,6 +4,7 @@ down-weighted in the loss so an answer's few content tokens are not drowned out.
 import numpy as np
 
 from app.demo.data import ANSWER_LENGTH, TEXT_PAD_WEIGHT, ExampleMaker, collate
+from tests.probe_fixtures import made_examples
 
 
 def test_answer_and_first_eos_weigh_one_and_the_padding_after_it_less(assets):
@@ -22,16 +23,13 @@ def test_answer_and_first_eos_weigh_one_and_the_padding_after_it_less(assets):
 
 
 def test_collate_carries_the_weights_and_images_weigh_one(assets):
-    config, tokenizer, codec, prompts = assets
-    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
-                         text_pad_weight=0.25)
-    rng = np.random.default_rng(12)
-    asks = [maker.make(rng, "ask") for _ in range(3)]
+    prompts = assets[3]
+    asks, rng = made_examples(assets, "ask", 3, 12, text_pad_weight=0.25)
     batch = collate(asks, prompts.ids.mask, prompts.ids.eos, rng)
     for i, e in enumerate(asks):
         assert batch.weights[i, : len(e.ids)].numpy().tolist() == e.weights.tolist()
         assert 0.25 in e.weights.tolist()
-    drawings = [maker.make(rng, "generate") for _ in range(3)]
+    drawings, rng = made_examples(assets, "generate", 3, 13)
     assert (collate(drawings, prompts.ids.mask, prompts.ids.eos, rng).weights == 1.0).all()
 
 
