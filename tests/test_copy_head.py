@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from app.demo import world
-from app.demo.copy_head import CopyHead, copy_targets
+from app.demo.copy_head import CopyHead, copy_targets, lm_readout
 from app.demo.data import ExampleMaker, collate
 from app.demo.position_probe import IGNORE
 from tests.probe_fixtures import tiny_trainable_model
@@ -84,8 +84,8 @@ def _train_tiny_copy_head(assets, steps: int, with_readout: bool) -> list[tuple[
     config, tokenizer, codec, prompts = assets
     torch.manual_seed(0)
     model = tiny_trainable_model(config)
-    readout = (lambda h: model.lm_head(model.model.norm(h))) if with_readout else None
-    head = CopyHead(model.model.layers[2].attention, readout=readout)
+    head = CopyHead(model.model.layers[2].attention,
+                    readout=lm_readout(model) if with_readout else None)
     optim = torch.optim.Adam(model.parameters(), lr=3e-3)
     examples, batch = _batch(prompts, codec, tokenizer, ["edit"] * 2, 5)
     targets = copy_targets(batch.clean, prompts.ids.boi, 16)
@@ -117,7 +117,7 @@ def test_carried_vector_is_the_heads_share_of_the_attention_output(assets):
     model = tiny_trainable_model(config).eval()
     examples, batch = _batch(prompts, codec, tokenizer, ["edit"], 6)
     attention = model.model.layers[2].attention
-    head = CopyHead(attention, head=3, readout=lambda h: model.lm_head(model.model.norm(h)))
+    head = CopyHead(attention, head=3, readout=lm_readout(model))
     mixed = {}
     handle = attention.dense.register_forward_pre_hook(
         lambda module, args: mixed.setdefault("value", args[0]))

@@ -37,6 +37,12 @@ COPY_LAYER = 2  # reads the grid-position features the position probe puts after
 COPY_HEAD = 0
 
 
+def lm_readout(model: nn.Module):
+    """hidden [N, H] -> logits [N, V] through the model's own final norm and lm_head: how the
+    read-out turns the head's carried vector into codes."""
+    return lambda hidden: model.lm_head(model.model.norm(hidden))
+
+
 def copy_targets(clean: torch.Tensor, boi_id: int, side: int) -> torch.Tensor:
     """[B, S] for each cell of a row's output canvas (its last full canvas) the sequence index of
     the same cell of the row's first image, when the row holds two full canvases (a source and an

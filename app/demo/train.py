@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from app.demo import world
 from app.demo.binding_probe import BINDING_PROBE_LAYER, BindingProbe
-from app.demo.copy_head import COPY_LAYER, CopyHead, copy_targets
+from app.demo.copy_head import COPY_LAYER, CopyHead, copy_targets, lm_readout
 from app.demo.data import (
     GRID_SIDE,
     HARD_CELL_WEIGHT,
@@ -195,8 +195,8 @@ def train(
         probes.append(binding_probe)
     copy_head = None
     if copy_aux > 0:
-        readout = (lambda hidden: model.lm_head(model.model.norm(hidden))) if copy_readout else None
-        copy_head = CopyHead(model.model.layers[COPY_LAYER].attention, readout=readout)
+        copy_head = CopyHead(model.model.layers[COPY_LAYER].attention,
+                             readout=lm_readout(model) if copy_readout else None)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [
         p.read.weight for p in probes]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [

@@ -17,7 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.demo import world  # noqa: E402
-from app.demo.copy_head import COPY_LAYER, CopyHead  # noqa: E402
+from app.demo.copy_head import COPY_LAYER, CopyHead, lm_readout  # noqa: E402
+from app.demo.data import kept_object_cells  # noqa: E402
 from app.demo.train import load_folder  # noqa: E402
 from app.engine.tasks import PromptBuilder  # noqa: E402
 
@@ -31,8 +32,7 @@ def main() -> None:
     prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes,
                             model.config.vocab_size)
     offset, cells = prompts.ids.image_offset, (world.IMAGE_SIZE // world.PATCH_SIZE) ** 2
-    head = CopyHead(model.model.layers[COPY_LAYER].attention,
-                    readout=lambda hidden: model.lm_head(model.model.norm(hidden)))
+    head = CopyHead(model.model.layers[COPY_LAYER].attention, readout=lm_readout(model))
     rng = np.random.default_rng(SEED)
     scores: dict[str, list[list[float]]] = {}
     for _ in range(n):
@@ -44,9 +44,8 @@ def main() -> None:
         with torch.no_grad():
             logits = model(torch.tensor([prefix + [prompts.ids.mask] * cells]))
         right = logits[0, len(prefix):, offset:offset + codec.num_codes].argmax(-1).numpy() == goal
-        flat = source.reshape(-1)
-        kept = flat == goal
-        objects = kept & (flat != np.bincount(flat).argmax())
+        kept = source.reshape(-1) == goal
+        objects = kept_object_cells(source.reshape(-1), goal)
         output = torch.zeros(1, len(prefix) + cells, dtype=torch.bool)
         output[0, len(prefix):] = True
         with torch.no_grad():
