@@ -34,3 +34,17 @@ def test_edit_examples_weigh_kept_object_cells_and_collate_carries_it(assets):
     for i, e in enumerate(edits):
         assert batch.weights[i, : len(e.ids)].numpy().tolist() == e.weights.tolist()
     assert made_examples(assets, "edit", 1, 21)[0][0].weights is None  # weight 1: none kept
+
+
+def test_changed_cells_weigh_their_own_weight_beside_kept_objects(assets):
+    edits, _ = made_examples(assets, "edit", 6, 21, kept_object_weight=4.0,
+                             changed_cell_weight=3.0)
+    kept_only, _ = made_examples(assets, "edit", 6, 21, kept_object_weight=4.0)
+    for e, k in zip(edits, kept_only):
+        assert e.ids.tolist() == k.ids.tolist()  # same examples, only the weights differ
+        canvas, kept_canvas = e.weights[e.prefix_len:], k.weights[k.prefix_len:]
+        assert set(np.unique(canvas)) <= {1.0, 3.0, 4.0}
+        assert (canvas == 3.0).any()  # every edit changes some cell
+        # changed cells are never kept ones, and the kept cells are the same as without it
+        assert ((canvas == 4.0) == (kept_canvas == 4.0)).all()
+        assert ((canvas == 3.0) <= (kept_canvas == 1.0)).all()

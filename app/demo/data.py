@@ -53,7 +53,8 @@ class Example:
 class ExampleMaker:
     def __init__(self, prompts: PromptBuilder, codec, text_vocab: int,
                  image_layout: str = "blocks", edit_thinking_rate: float = 0.0,
-                 text_pad_weight: float = TEXT_PAD_WEIGHT, kept_object_weight: float = 1.0):
+                 text_pad_weight: float = TEXT_PAD_WEIGHT, kept_object_weight: float = 1.0,
+                 changed_cell_weight: float = 1.0):
         """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
         whole canvas one segment after the prefix: MaskGIT-style decoding, for collate).
         edit_thinking_rate: share of edits laid out as edit thinking's phase 2 (the result's
@@ -68,6 +69,9 @@ class ExampleMaker:
         # Edits: loss weight of output cells that keep a source object's code (copying rewarded
         # at the output; app/demo/copy_head.py found an early head's copy goes unused).
         self.kept_object_weight = kept_object_weight
+        # ... and of output cells the edit changes: weighting kept objects alone tipped the
+        # model into copying everything (issue 3, session 7), so the change is weighted too.
+        self.changed_cell_weight = changed_cell_weight
         self.offset = prompts.ids.image_offset
         self.side = world.IMAGE_SIZE // world.PATCH_SIZE
 
@@ -146,10 +150,11 @@ class ExampleMaker:
         bound = None if uncond else binding_labels(target, None, self.side)
         goal = self.codes(target)
         example = self._canvas(prefix, goal, all_cells, "edit", slots, bound)
-        if self.kept_object_weight != 1.0:
+        if self.kept_object_weight != 1.0 or self.changed_cell_weight != 1.0:
+            cells = np.where(kept_object_cells(source, goal), self.kept_object_weight, 1.0)
+            cells[source != goal] = self.changed_cell_weight
             example.weights = np.ones(len(example.ids), dtype=np.float32)
-            example.weights[example.prefix_len:] = np.where(
-                kept_object_cells(source, goal), self.kept_object_weight, 1.0).reshape(-1)
+            example.weights[example.prefix_len:] = cells.reshape(-1)
         return example
 
     def _inpaint(self, rng) -> Example:

@@ -147,7 +147,7 @@ def train(
     position_aux: float = POSITION_AUX, scene_aux: float = SCENE_AUX,
     binding_aux: float = BINDING_AUX, edit_thinking_rate: float = 0.0,
     text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0, copy_readout: float = 0.0,
-    kept_object_weight: float = 1.0,
+    kept_object_weight: float = 1.0, changed_cell_weight: float = 1.0,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -158,6 +158,7 @@ def train(
     copy_aux: weight of the supervised copy head of edits (app/demo/copy_head.py, canvas layout
     only); 0 leaves it out.
     kept_object_weight: loss weight of edit output cells that keep a source object's code.
+    changed_cell_weight: loss weight of edit output cells whose code the edit changes.
     copy_readout: weight of the copy head's read-out loss (its output must name the source
     code, app/demo/copy_head.py); needs the copy head.
     edit_thinking_rate: share of edits laid out after a thinking caption (train the phase-1
@@ -178,7 +179,8 @@ def train(
         model = fresh_model(config, seed, codec if code_init else None)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
-                         edit_thinking_rate, text_pad_weight, kept_object_weight)
+                         edit_thinking_rate, text_pad_weight, kept_object_weight,
+                         changed_cell_weight)
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     if edit_thinking_rate > 0:
         defaults = {**defaults, "edit_thinking": True}
@@ -287,6 +289,7 @@ def train(
                "edit_thinking_rate": edit_thinking_rate, "text_pad_weight": text_pad_weight,
                "copy_aux": copy_aux, "copy_readout": copy_readout,
                "kept_object_weight": kept_object_weight,
+               "changed_cell_weight": changed_cell_weight,
                "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -401,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
                              "source cell's code through the lm_head (0: off; needs --copy-aux)")
     parser.add_argument("--kept-object-weight", type=float, default=1.0,
                         help="loss weight of edit output cells that keep a source object's code")
+    parser.add_argument("--changed-cell-weight", type=float, default=1.0,
+                        help="loss weight of edit output cells whose code the edit changes")
     parser.add_argument("--text-pad-weight", type=float, default=TEXT_PAD_WEIGHT,
                         help="loss weight of text answers' eos padding after the first eos")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
@@ -415,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
           scene_aux=args.scene_aux, binding_aux=args.binding_aux,
           edit_thinking_rate=args.edit_thinking_rate, text_pad_weight=args.text_pad_weight,
           copy_aux=args.copy_aux, copy_readout=args.copy_readout,
-          kept_object_weight=args.kept_object_weight)
+          kept_object_weight=args.kept_object_weight,
+          changed_cell_weight=args.changed_cell_weight)
 
 
 def _task_mix(text: str) -> dict[str, float]:
