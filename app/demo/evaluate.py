@@ -51,13 +51,8 @@ def evaluate(pipeline, n: int = 50, seed: int = EVAL_SEED, params: dict | None =
         got = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
                                    params=job_params)).text
         scores["vqa"].add(got == answer, f"{question!r}: {got!r} != {answer!r}")
-        scene = world.sample_scene(rng)
-        instruction, target = world.sample_edit(scene, rng)
-        result = pipeline.run(JobSpec("edit", instruction, images=[world.render(scene)],
-                                      params=job_params))
-        parsed = world.parse_image(result.image)
-        scores["edit"].add(parsed == target, f"{instruction!r} on {world.caption(scene)!r} -> "
-                                             f"{parsed and world.caption(parsed)}")
+        edit = judge_edit(pipeline, rng, job_params)
+        scores["edit"].add(edit.ok, edit.note)
         scores["inpaint"].add(*judge_inpaint(pipeline, rng, job_params))
         codec = pipeline.codec
         scene = world.sample_scene(rng)
@@ -81,6 +76,33 @@ def judge_t2i(pipeline, rng: np.random.Generator, n_objects: int,
     thought = "" if result.thinking is None else f" (thinking {result.thinking!r})"
     return ok, f"{prompt!r}{thought} -> {parsed and world.caption(parsed)}", \
         result.timings["total"]
+
+
+@dataclass
+class EditOutcome:
+    scene: world.Scene  # the source
+    instruction: str
+    target: world.Scene  # what the edit should make
+    image: np.ndarray  # what the model made
+    parsed: world.Scene | None  # what the scene parser reads there (None: unreadable)
+
+    @property
+    def ok(self) -> bool:
+        return self.parsed == self.target
+
+    @property
+    def note(self) -> str:
+        return (f"{self.instruction!r} on {world.caption(self.scene)!r} -> "
+                f"{self.parsed and world.caption(self.parsed)}")
+
+
+def judge_edit(pipeline, rng: np.random.Generator, params: dict) -> EditOutcome:
+    """Edit a held-out scene by a held-out instruction; what came out, judged by the parser."""
+    scene = world.sample_scene(rng)
+    instruction, target = world.sample_edit(scene, rng)
+    result = pipeline.run(JobSpec("edit", instruction, images=[world.render(scene)],
+                                  params=params))
+    return EditOutcome(scene, instruction, target, result.image, world.parse_image(result.image))
 
 
 def judge_inpaint(pipeline, rng: np.random.Generator, params: dict) -> tuple[bool, str]:

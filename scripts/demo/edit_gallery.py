@@ -15,8 +15,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.demo import world  # noqa: E402
-from app.demo.evaluate import EVAL_SEED  # noqa: E402
-from app.engine.jobs import JobSpec  # noqa: E402
+from app.demo.evaluate import EVAL_SEED, judge_edit  # noqa: E402
 from app.engine.pipeline import Pipeline  # noqa: E402
 
 GAP = 128  # grey between pictures
@@ -32,15 +31,11 @@ def main() -> None:
     column_gap = np.full((side, 4, 3), GAP, np.uint8)
     rows = []
     for i in range(n):
-        scene = world.sample_scene(rng)
-        instruction, target = world.sample_edit(scene, rng)
-        output = pipeline.run(JobSpec("edit", instruction, images=[world.render(scene)],
-                                      params={**params, "seed": EVAL_SEED + i})).image
-        parsed = world.parse_image(output)
-        print(f"{i}: {instruction!r} | right: {world.caption(target)} | "
-              f"read: {parsed and world.caption(parsed)}")
-        row = np.concatenate([world.render(scene), column_gap, output, column_gap,
-                              world.render(target)], axis=1)
+        edit = judge_edit(pipeline, rng, {**params, "seed": EVAL_SEED + i})
+        print(f"{i}: {edit.instruction!r} | right: {world.caption(edit.target)} | "
+              f"read: {edit.parsed and world.caption(edit.parsed)}")
+        row = np.concatenate([world.render(edit.scene), column_gap, edit.image, column_gap,
+                              world.render(edit.target)], axis=1)
         rows.append(np.pad(row, ((2, 2), (0, 0), (0, 0)), constant_values=GAP))
     grid = np.concatenate(rows, axis=0)
     Image.fromarray(grid).resize((grid.shape[1] * ZOOM, grid.shape[0] * ZOOM),

@@ -16,9 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.demo import world  # noqa: E402
-from app.demo.evaluate import EVAL_SEED, judge_t2i  # noqa: E402
-from app.engine.jobs import JobSpec  # noqa: E402
+from app.demo.evaluate import EVAL_SEED, judge_edit, judge_t2i  # noqa: E402
 from app.engine.pipeline import Pipeline  # noqa: E402
 
 
@@ -35,14 +33,10 @@ def edit_variant(pipeline, n: int, params: dict) -> str:
     rng = np.random.default_rng(EVAL_SEED + 11)
     passed, unreadable, by_verb = 0, 0, Counter()
     for i in range(n):
-        scene = world.sample_scene(rng)
-        instruction, target = world.sample_edit(scene, rng)
-        result = pipeline.run(JobSpec("edit", instruction, images=[world.render(scene)],
-                                      params={**params, "seed": EVAL_SEED + i}))
-        parsed = world.parse_image(result.image)
-        passed += parsed == target
-        unreadable += parsed is None
-        by_verb[(instruction.split()[0], parsed == target)] += 1
+        edit = judge_edit(pipeline, rng, {**params, "seed": EVAL_SEED + i})
+        passed += edit.ok
+        unreadable += edit.parsed is None
+        by_verb[(edit.instruction.split()[0], edit.ok)] += 1
     verbs = ", ".join(f"{v} {by_verb[(v, True)]}/{by_verb[(v, True)] + by_verb[(v, False)]}"
                       for v in sorted({v for v, _ in by_verb}))
     return f"{passed}/{n} right, {unreadable} unreadable ({verbs})"
