@@ -40,7 +40,7 @@ def test_changed_cells_weigh_their_own_weight_beside_kept_objects(assets):
     edits, _ = made_examples(assets, "edit", 6, 21, kept_object_weight=4.0,
                              changed_cell_weight=3.0)
     kept_only, _ = made_examples(assets, "edit", 6, 21, kept_object_weight=4.0)
-    for e, k in zip(edits, kept_only):
+    for e, k in zip(edits, kept_only, strict=True):
         assert e.ids.tolist() == k.ids.tolist()  # same examples, only the weights differ
         canvas, kept_canvas = e.weights[e.prefix_len:], k.weights[k.prefix_len:]
         assert set(np.unique(canvas)) <= {1.0, 3.0, 4.0}

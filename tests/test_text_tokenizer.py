@@ -98,3 +98,20 @@ def test_phrases_become_single_tokens_only_where_written_as_such():
     assert tok.encode("top  left").tokens == ["top", "left"]
     assert tok.encode("what color is the background").tokens[-1] == "background"
     assert decode_words(tok, enc.ids) == "a red circle at the top left on a blue background ?"
+
+
+def test_rewrites_make_a_background_colour_the_background_token():
+    from app.demo import world
+
+    corpus = [" ".join(world.vocabulary())]
+    tok = train_text_tokenizer(corpus, world.phrase_names(), world.text_rewrites())
+    enc = tok.encode("Change the background to Orange?")
+    assert enc.tokens == ["change", "the", "background", "to", "orange background", "?"]
+    assert enc.ids[-2] == tok.token_to_id("orange background")
+    # object colours and other "to" phrases are untouched
+    assert tok.encode("make the circle orange").tokens[-1] == "orange"
+    assert tok.encode("move the circle to the top left").tokens[-2:] == ["the", "top left"]
+    # the rule travels in tokenizer.json, so a loaded tokenizer applies it too
+    loaded = Tokenizer.from_str(tok.to_str())
+    assert loaded.encode("change the background to red").ids == \
+        tok.encode("change the background to red").ids

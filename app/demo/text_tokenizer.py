@@ -52,16 +52,20 @@ def _always_included() -> Iterator[str]:
     yield from SYSTEM_PROMPTS.values()
 
 
-def train_text_tokenizer(corpus: Iterable[str], phrases: Sequence[str] = ()) -> Tokenizer:
+def train_text_tokenizer(
+    corpus: Iterable[str], phrases: Sequence[str] = (), rewrites: Sequence[tuple[str, str]] = ()
+) -> Tokenizer:
     """A WordLevel tokenizer over every word in `corpus` (plus the role words and system prompts).
 
     Lowercases, splits on whitespace and punctuation ("circle?" -> "circle", "?"); unknown words
     map to [UNK]. Word ids are ordered by frequency then alphabetically, so the same corpus always
     gives the same ids. `phrases`: multi-word names that become one token each, with ids after
     the words in the given order (matched as whole words, case-insensitively, with single
-    spaces; any other spacing falls back to the separate words)."""
+    spaces; any other spacing falls back to the separate words). `rewrites`: (old, new) literal
+    replacements applied to the lowercased text before splitting (saved in tokenizer.json, so
+    every caller tokenizes the same way)."""
     tok = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
-    tok.normalizer = normalizers.Lowercase()
+    set_rewrites(tok, rewrites)
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(prefix=_NEVER_A_PREFIX, cleanup=False)
     # normalized=False: special tokens match verbatim, before lowercasing and splitting.
@@ -81,6 +85,14 @@ def train_text_tokenizer(corpus: Iterable[str], phrases: Sequence[str] = ()) -> 
     if phrases:
         tok.add_tokens([AddedToken(p, single_word=True, normalized=True) for p in phrases])
     return tok
+
+
+def set_rewrites(tok: Tokenizer, rewrites: Sequence[tuple[str, str]]) -> None:
+    """Make `tok` lowercase, then apply the (old, new) literal `rewrites`, before splitting words.
+    Ids stay as they are, so a trained model's tokenizer can take new rewrites."""
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.Lowercase(), *(normalizers.Replace(old, new) for old, new in rewrites)]
+    )
 
 
 def decode_words(tok: Tokenizer, ids: Sequence[int]) -> str:

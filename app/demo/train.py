@@ -34,7 +34,7 @@ from app.demo.data import (
 )
 from app.demo.position_probe import IGNORE, PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
 from app.demo.scene_probe import SCENE_PROBE_LAYER, SceneProbe
-from app.demo.text_tokenizer import train_text_tokenizer
+from app.demo.text_tokenizer import set_rewrites, train_text_tokenizer
 from app.engine.checkpoint import save_model
 from app.engine.codecs.patch_vq import train_patch_vq
 from app.engine.config import LLaDA2MoeConfig
@@ -113,9 +113,11 @@ def codec_patches(rng: np.random.Generator) -> np.ndarray:
     return arr.reshape(-1, p * p * 3)
 
 
-def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA):
+def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA, text_rewrites: bool = True):
     rng = np.random.default_rng(seed)
-    tokenizer = train_text_tokenizer(world_corpus(rng), world.phrase_names())
+    tokenizer = train_text_tokenizer(
+        world_corpus(rng), world.phrase_names(), world.text_rewrites() if text_rewrites else ()
+    )
     codec = train_patch_vq(codec_patches(rng), num_codes=NUM_CODES, seed=seed, iters=20,
                            snap_colors=world.PALETTE_ARRAY)
     text_vocab = tokenizer.get_vocab_size()
@@ -150,6 +152,7 @@ def train(
     binding_aux: float = BINDING_AUX, edit_thinking_rate: float = 0.0,
     text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0, copy_readout: float = 0.0,
     kept_object_weight: float = 1.0, changed_cell_weight: float = 1.0,
+    text_rewrites: bool = True,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -164,7 +167,10 @@ def train(
     copy_readout: weight of the copy head's read-out loss (its output must name the source
     code, app/demo/copy_head.py); needs the copy head.
     edit_thinking_rate: share of edits laid out after a thinking caption (train the phase-1
-    text with the "edit_think" task); above 0 the folder's defaults turn edit thinking on."""
+    text with the "edit_think" task); above 0 the folder's defaults turn edit thinking on.
+    text_rewrites: give the tokenizer the world's text rewrites (world.text_rewrites: "background
+    to orange" reads the "orange background" token); with `init`, added to its tokenizer (ids
+    unchanged); off, a fresh tokenizer has none and an init one is left as it is."""
     schedule_steps = schedule_steps or steps
     if copy_aux > 0 and image_layout != "canvas":
         raise ValueError("the copy head needs --image-layout canvas (one canvas copy per row)")
@@ -176,8 +182,10 @@ def train(
     if init is not None:  # continue from a model folder, with its own tokenizer and codec
         model, tokenizer, codec = load_folder(init)
         config = model.config
+        if text_rewrites:
+            set_rewrites(tokenizer, world.text_rewrites())
     else:
-        tokenizer, codec, config = build_assets(seed, rope_theta)
+        tokenizer, codec, config = build_assets(seed, rope_theta, text_rewrites)
         model = fresh_model(config, seed, codec if code_init else None)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
@@ -292,6 +300,7 @@ def train(
                "copy_aux": copy_aux, "copy_readout": copy_readout,
                "kept_object_weight": kept_object_weight,
                "changed_cell_weight": changed_cell_weight,
+               "text_rewrites": text_rewrites,
                "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -410,6 +419,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="loss weight of edit output cells whose code the edit changes")
     parser.add_argument("--text-pad-weight", type=float, default=TEXT_PAD_WEIGHT,
                         help="loss weight of text answers' eos padding after the first eos")
+    parser.add_argument("--no-text-rewrites", action="store_true",
+                        help="leave out the tokenizer's text rewrites (world.text_rewrites); with "
+                             "--init, the folder's tokenizer is kept as it is")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="shares of the tasks, default " + ",".join(
                             f"{k}={v:g}" for k, v in TASK_MIX.items()))
@@ -423,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
           edit_thinking_rate=args.edit_thinking_rate, text_pad_weight=args.text_pad_weight,
           copy_aux=args.copy_aux, copy_readout=args.copy_readout,
           kept_object_weight=args.kept_object_weight,
-          changed_cell_weight=args.changed_cell_weight)
+          changed_cell_weight=args.changed_cell_weight,
+          text_rewrites=not args.no_text_rewrites)
 
 
 def _task_mix(text: str) -> dict[str, float]:

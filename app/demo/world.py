@@ -625,3 +625,11 @@ def phrase_names() -> tuple[str, ...]:
     The demo tokenizer makes each one token: "blue" alone is then always an object's colour and
     a position always one token, so the model need not learn from word pairs which is which."""
     return tuple(p for p in POSITIONS if " " in p) + tuple(f"{c} background" for c in COLORS)
+
+
+def text_rewrites() -> tuple[tuple[str, str], ...]:
+    """Lowercased text rewrites the demo tokenizer applies before splitting words, so a colour that
+    names a background is read as the "{color} background" token wherever it stands: "change the
+    background to orange" -> "... background to orange background". Without it the instruction's
+    colour is the object-colour token, and edits drew the new background in an object's colour."""
+    return tuple((f"background to {c}", f"background to {c} background") for c in COLORS)
