@@ -16,7 +16,10 @@
 #  - a tokenizer with one token per two-word name ("top left", "blue background"), so words
 #    mean the same wherever they stand;
 #  - RoPE base with a 16-code period (GRID_ROPE_THETA), image-code rows initialised from their
-#    pixel colours.
+#    pixel colours;
+#  - last, no training: the tokenizer's text rewrites (app/demo/retokenize.py, session 9), so
+#    "change the background to orange" reads the "orange background" token. The shipped weights
+#    were trained without them, hence --no-text-rewrites in both stages.
 # The block-diffusion recipe (--image-layout blocks) was tried in session 2 and did not beat the
 # canvas one within the same budget; see the issue notes.
 # The shipped model was trained before text answers' eos padding was down-weighted
@@ -31,12 +34,13 @@ mkdir -p "$OUT/training"
 .venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 5200 --lr 2e-3 \
   --image-layout canvas --task-mix generate=0.32,edit=0.18,inpaint=0.12,ask=0.28,think=0.1 \
   --mask-schedule cosine --position-aux 1.0 --scene-aux 1.0 --text-pad-weight 1.0 \
-  | tee "$OUT/training/train.log"
+  --no-text-rewrites | tee "$OUT/training/train.log"
 mv "$OUT/training_log.json" "$OUT/training/"
 # Stage 2: 1500 more steps at a quarter of the learning rate, more text-to-image batches.
 .venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 1 --steps 1500 --lr 5e-4 \
   --warmup 50 --image-layout canvas \
   --task-mix generate=0.42,edit=0.18,inpaint=0.1,ask=0.25,think=0.05 \
   --mask-schedule cosine --position-aux 1.0 --scene-aux 1.0 --text-pad-weight 1.0 \
-  | tee "$OUT/training/train-stage2.log"
+  --no-text-rewrites | tee "$OUT/training/train-stage2.log"
 mv "$OUT/training_log.json" "$OUT/training/training_log-stage2.json"
+.venv/bin/python -m app.demo.retokenize "$OUT"

@@ -115,3 +115,31 @@ def test_rewrites_make_a_background_colour_the_background_token():
     loaded = Tokenizer.from_str(tok.to_str())
     assert loaded.encode("change the background to red").ids == \
         tok.encode("change the background to red").ids
+
+
+def test_retokenize_adds_the_rewrites_to_a_folder_keeping_ids(tmp_path):
+    from app.demo import world
+    from app.demo.retokenize import add_text_rewrites, main
+
+    plain = train_text_tokenizer([" ".join(world.vocabulary())], world.phrase_names())
+    plain.save(str(tmp_path / "tokenizer.json"))
+    text = "change the background to green"
+    assert plain.encode(text).tokens[-1] == "green"
+    main([str(tmp_path)])
+    rewritten = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert rewritten.get_vocab() == plain.get_vocab()
+    assert rewritten.encode(text).tokens[-1] == "green background"
+    add_text_rewrites(tmp_path)  # twice is the same as once
+    assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(text).ids == \
+        rewritten.encode(text).ids
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+        add_text_rewrites(tmp_path / "missing")
+
+
+def test_shipped_tokenizer_reads_a_new_background_colour_as_a_background():
+    from app.paths import DEFAULT_MODEL
+
+    tok = Tokenizer.from_file(str(DEFAULT_MODEL / "tokenizer.json"))
+    ids = tok.encode("Change the background to blue").ids
+    assert ids[-1] == tok.token_to_id("blue background")
+    assert tok.encode("make the square blue").ids[-1] == tok.token_to_id("blue")

@@ -81,17 +81,24 @@ DEMO_DEFAULTS = {
 }
 
 # Text to image thinks first (llada2_uni.md §4.4): the model writes the full caption, choosing
-# what the prompt left open, then draws it. Sampled thinking (temperature 1), so seeds vary the
-# choices; one 32-token block (the longest caption and its image header take 22).
-THINKING_DEFAULTS = {"thinking": True, "thinking_steps": 8, "thinking_length": 32,
-                     "thinking_temperature": 1.0}
+# what the prompt left open, then draws it; one 32-token block (the longest caption and its image
+# header take 22). Written in one step at temperature 0.2: with the rest of the caption written,
+# the model names a stated place worse than with it all masked (38/60 against 58/60), since the
+# cosine mask schedule trains few lightly-masked texts; in 8 steps at temperature 1 the thinking
+# kept a stated place for 1 of 6 prompts (scripts/demo/t2i_breakdown.py), in one step 6 of 6.
+# One object right 26/40 against 18/40 (scripts/demo/sweep.py t2i, 29/40 at temperature 0, which
+# gives every seed the same caption; 0.2 still varies what the prompt leaves open).
+THINKING_DEFAULTS = {"thinking": True, "thinking_steps": 1, "thinking_length": 32,
+                     "thinking_temperature": 0.2}
 
 # ...and for a model trained with image_layout="canvas": whole-canvas MaskGIT decoding.
 # Image temperature 0.5: on the shipped model one-object drawing 15/30 against 11/30 at 1.0
 # (`unmask eval -n 30`), 18/40 against 14/40 (scripts/demo/sweep.py t2i), edits 2/30 against 0.
+# Text answers in 2 steps, not 8, for the same reason as the thinking: questions by kind 61/104
+# against 55/104 (scripts/demo/vqa_kinds.py, 1 step also 61).
 CANVAS_DEFAULTS = {
     "image_schedule": "canvas", "image_steps": 16, "cfg": 2.0, "temperature": 0.5,
-    "choice_temperature": 2.0, "text_steps": 8, "block_length": 32, "gen_length": 32,
+    "choice_temperature": 2.0, "text_steps": 2, "block_length": 32, "gen_length": 32,
     "threshold": 0.9, **THINKING_DEFAULTS,
 }
 
