@@ -10,9 +10,9 @@ from app.demo.evaluate import evaluate
 from app.engine.pipeline import Pipeline
 from app.paths import DEFAULT_MODEL
 
-# the shipped model on this subset (image temperature 0.5): codec 1.0, VQA 0.5, inpaint 1.0,
-# one-object drawing 0.5, edits 0.25
-FLOORS = {"codec": 1.0, "vqa": 0.5, "inpaint": 0.75, "t2i_one": 0.5, "edit": 0.25}
+# the shipped model on this subset (session 9's defaults): codec 1.0, VQA 0.5, inpaint 1.0,
+# one-object drawing 0.75, edits 0.5
+FLOORS = {"codec": 1.0, "vqa": 0.5, "inpaint": 0.75, "t2i_one": 0.75, "edit": 0.25}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_background_questions_are_answered(report):
         answer = pipeline.run(JobSpec("ask", "What color is the background?",
                                       images=[world.render(scene)], params={"seed": i})).text
         right += answer == scene.background
-    assert right >= 5, right  # the shipped model: 5 of 8
+    assert right >= 7, right  # the shipped model: 8 of 8 (5 of 8 with text in 8 steps)
 
 
 def test_inpainting_draws_the_object_in_the_masked_region():
