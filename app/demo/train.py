@@ -83,9 +83,10 @@ DEMO_DEFAULTS = {
 # Text to image thinks first (llada2_uni.md §4.4): the model writes the full caption, choosing
 # what the prompt left open, then draws it; one 32-token block (the longest caption and its image
 # header take 22). Written in one step at temperature 0.2: with the rest of the caption written,
-# the model names a stated place worse than with it all masked (38/60 against 58/60), since the
-# cosine mask schedule trains few lightly-masked texts; in 8 steps at temperature 1 the thinking
-# kept a stated place for 1 of 6 prompts (scripts/demo/t2i_breakdown.py), in one step 6 of 6.
+# the model names a stated place worse than with it all masked (38/60 against 58/60 held-out
+# prompts), so each later step of a many-step decode is a worse guess; in 8 steps at
+# temperature 1 the thinking kept a stated place for 1 of 6 prompts
+# (scripts/demo/t2i_breakdown.py), in one step 6 of 6.
 # One object right 26/40 against 18/40 (scripts/demo/sweep.py t2i, 29/40 at temperature 0, which
 # gives every seed the same caption; 0.2 still varies what the prompt leaves open).
 THINKING_DEFAULTS = {"thinking": True, "thinking_steps": 1, "thinking_length": 32,
@@ -142,6 +143,9 @@ def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA, text_rewrites: 
     return tokenizer, codec, config
 
 
+TEXT_KINDS = ("ask", "think", "edit_think")  # batches whose output is text
+
+
 def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -159,7 +163,7 @@ def train(
     binding_aux: float = BINDING_AUX, edit_thinking_rate: float = 0.0,
     text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0, copy_readout: float = 0.0,
     kept_object_weight: float = 1.0, changed_cell_weight: float = 1.0,
-    text_rewrites: bool = True,
+    text_rewrites: bool = True, text_mask_schedule: str | None = None,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -177,7 +181,11 @@ def train(
     text with the "edit_think" task); above 0 the folder's defaults turn edit thinking on.
     text_rewrites: give the tokenizer the world's text rewrites (world.text_rewrites: "background
     to orange" reads the "orange background" token); with `init`, added to its tokenizer (ids
-    unchanged); off, a fresh tokenizer has none and an init one is left as it is."""
+    unchanged); off, a fresh tokenizer has none and an init one is left as it is.
+    text_mask_schedule: the mask-ratio schedule of text-output batches (ask, think, edit_think;
+    default: mask_schedule). The cosine one favours heavy masking (29 % of draws mask over 90 %,
+    uniform 10 %); the last steps of a text decode have few masks left."""
+    text_mask_schedule = text_mask_schedule or mask_schedule
     schedule_steps = schedule_steps or steps
     if copy_aux > 0 and image_layout != "canvas":
         raise ValueError("the copy head needs --image-layout canvas (one canvas copy per row)")
@@ -230,7 +238,10 @@ def train(
         # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
         kind = str(rng.choice(list(task_mix), p=list(task_mix.values())))
         examples = [maker.make(rng, kind) for _ in range(batch_size)]
-        if kind in ("ask", "think", "edit_think") or image_layout == "canvas":
+        if kind in TEXT_KINDS:
+            batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=text_mask_schedule)
+            positions = None
+        elif image_layout == "canvas":
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
             positions = None
         else:
@@ -302,6 +313,7 @@ def train(
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
+               "text_mask_schedule": text_mask_schedule,
                "position_aux": position_aux, "scene_aux": scene_aux, "binding_aux": binding_aux,
                "edit_thinking_rate": edit_thinking_rate, "text_pad_weight": text_pad_weight,
                "copy_aux": copy_aux, "copy_readout": copy_readout,
@@ -389,6 +401,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", type=Path, default=None, help="continue from this model folder")
     parser.add_argument("--mask-schedule", choices=["uniform", "cosine"], default="uniform")
+    parser.add_argument("--text-mask-schedule", choices=["uniform", "cosine"], default=None,
+                        help="mask-ratio schedule of text-output batches (default: "
+                             "--mask-schedule)")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--schedule-steps", type=int, default=None,
                         help="lay the learning-rate schedule out for this many steps (default: "
@@ -435,6 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.threads,
           init=args.init, mask_schedule=args.mask_schedule, warmup=args.warmup,
+          text_mask_schedule=args.text_mask_schedule,
           schedule_steps=args.schedule_steps, hard_cell_weight=args.hard_cell_weight,
           task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
           code_init=not args.no_code_init, position_aux=args.position_aux,
