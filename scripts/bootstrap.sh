@@ -3,13 +3,14 @@
 # - a CPU build of torch (pinned to the release whose CPU wheel this project's machines carry;
 #   set TORCH_INDEX_URL to pick another build, e.g. a CUDA one)
 # - the project and its test tools (pip install -e .[test])
-# - on Debian/Ubuntu as root: the system libraries Qt needs to run offscreen, and Xvfb
+# - on Debian/Ubuntu as root: the system libraries Qt needs to run offscreen, Xvfb, and
+#   desktop-file-utils (tests validate the .desktop entry with it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=()
-  for pkg in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 xvfb; do
+  for pkg in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 xvfb desktop-file-utils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
