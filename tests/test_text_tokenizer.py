@@ -108,6 +108,9 @@ def test_rewrites_make_a_background_colour_the_background_token():
     enc = tok.encode("Change the background to Orange?")
     assert enc.tokens == ["change", "the", "background", "to", "orange background", "?"]
     assert enc.ids[-2] == tok.token_to_id("orange background")
+    # written out in full it stays one background token, not two
+    assert tok.encode("change the background to orange background").tokens[-2:] == \
+        ["to", "orange background"]
     # object colours and other "to" phrases are untouched
     assert tok.encode("make the circle orange").tokens[-1] == "orange"
     assert tok.encode("move the circle to the top left").tokens[-2:] == ["the", "top left"]

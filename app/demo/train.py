@@ -95,7 +95,7 @@ THINKING_DEFAULTS = {"thinking": True, "thinking_steps": 1, "thinking_length": 3
 # ...and for a model trained with image_layout="canvas": whole-canvas MaskGIT decoding.
 # Image temperature 0.5: on the shipped model one-object drawing 15/30 against 11/30 at 1.0
 # (`unmask eval -n 30`), 18/40 against 14/40 (scripts/demo/sweep.py t2i), edits 2/30 against 0.
-# Text answers in 2 steps, not 8, for the same reason as the thinking: questions by kind 61/104
+# Text answers in 2 steps, not 8, likewise: questions by kind 61/104
 # against 55/104 (scripts/demo/vqa_kinds.py, 1 step also 61).
 CANVAS_DEFAULTS = {
     "image_schedule": "canvas", "image_steps": 16, "cfg": 2.0, "temperature": 0.5,

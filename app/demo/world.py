@@ -631,5 +631,12 @@ def text_rewrites() -> tuple[tuple[str, str], ...]:
     """Lowercased text rewrites the demo tokenizer applies before splitting words, so a colour that
     names a background is read as the "{color} background" token wherever it stands: "change the
     background to orange" -> "... background to orange background". Without it the instruction's
-    colour is the object-colour token, and edits drew the new background in an object's colour."""
-    return tuple((f"background to {c}", f"background to {c} background") for c in COLORS)
+    colour is the object-colour token, and edits drew the new background in an object's colour.
+    Applied in order; the second pair of each colour undoes the first where the user already
+    wrote "... to orange background"."""
+    return tuple(
+        pair for c in COLORS for pair in (
+            (f"background to {c}", f"background to {c} background"),
+            (f"background to {c} background background", f"background to {c} background"),
+        )
+    )
