@@ -11,7 +11,7 @@ from app.engine.pipeline import Pipeline
 from app.paths import DEFAULT_MODEL
 
 # the shipped model on this subset (session 9's defaults): codec 1.0, VQA 0.5, inpaint 1.0,
-# one-object drawing 0.75, edits 0.5
+# one-object drawing 1.0, edits 0.5
 FLOORS = {"codec": 1.0, "vqa": 0.5, "inpaint": 0.75, "t2i_one": 0.75, "edit": 0.25}
 
 

@@ -201,3 +201,36 @@ def test_edit_thinking_writes_first_then_edits_after_it(pipeline, scene_image):
     plain = pipeline.run(JobSpec("edit", "make the circle blue", images=[scene_image],
                                  params={"seed": 2, "image_steps": 3}))
     assert plain.thinking is None
+
+
+def test_drawing_after_thinking_takes_its_own_guidance(pipeline, monkeypatch):
+    """cfg_after_thinking: the model's default for drawings that follow a thinking; a job's own
+    cfg (or cfg_after_thinking) still wins, and drawings without thinking keep cfg."""
+    import app.engine.pipeline as pipeline_module
+
+    scales = []
+    real = pipeline_module.CanvasRun
+
+    def recording(*args, **kwargs):
+        scales.append(kwargs["cfg_scale"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "CanvasRun", recording)
+    monkeypatch.setitem(pipeline.defaults, "cfg", 2.0)
+
+    def draw(thinking: bool, **params) -> float:
+        pipeline.run(JobSpec("generate", "a red circle", params={
+            "seed": 1, "thinking": thinking, "thinking_steps": 1, "thinking_length": 32,
+            "image_steps": 2, "image_schedule": "canvas", **params}))
+        return scales[-1]
+
+    assert draw(True) == 2.0  # no default of its own: cfg, as the reference
+    monkeypatch.setitem(pipeline.defaults, "cfg_after_thinking", 1.0)
+    assert draw(True) == 1.0
+    assert draw(False) == 2.0
+    assert draw(True, cfg=3.0) == 3.0
+    assert draw(True, cfg=3.0, cfg_after_thinking=1.5) == 1.5
+    scene = world.Scene("white", (world.Obj("circle", "red", "large", "center"),))
+    pipeline.run(JobSpec("edit", "make the circle blue", images=[world.render(scene)],
+                         params={"seed": 1, "image_steps": 2, "image_schedule": "canvas"}))
+    assert scales[-1] == 2.0

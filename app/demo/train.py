@@ -89,8 +89,11 @@ DEMO_DEFAULTS = {
 # (scripts/demo/t2i_breakdown.py), in one step 6 of 6.
 # One object right 26/40 against 18/40 (scripts/demo/sweep.py t2i, 29/40 at temperature 0, which
 # gives every seed the same caption; 0.2 still varies what the prompt leaves open).
+# The drawing after it unguided (cfg_after_thinking 1.0, one pass instead of two): one object
+# 28/30 against 22/30 at cfg 2.0 (`unmask eval -n 30`), 31/40 against 26/40 (sweep); without
+# thinking guidance still helps (11/30 at 2.0, 8/30 at 1.0), and edits need it (3/30, 0/30).
 THINKING_DEFAULTS = {"thinking": True, "thinking_steps": 1, "thinking_length": 32,
-                     "thinking_temperature": 0.2}
+                     "thinking_temperature": 0.2, "cfg_after_thinking": 1.0}
 
 # ...and for a model trained with image_layout="canvas": whole-canvas MaskGIT decoding.
 # Image temperature 0.5: on the shipped model one-object drawing 15/30 against 11/30 at 1.0
