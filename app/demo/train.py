@@ -82,18 +82,20 @@ DEMO_DEFAULTS = {
 
 # Text to image thinks first (llada2_uni.md §4.4): the model writes the full caption, choosing
 # what the prompt left open, then draws it; one 32-token block (the longest caption and its image
-# header take 22). Written in one step at temperature 0.2: with the rest of the caption written,
+# header take 22). Written in one step at temperature 0.1: with the rest of the caption written,
 # the model names a stated place worse than with it all masked (38/60 against 58/60 held-out
 # prompts), so each later step of a many-step decode is a worse guess; in 8 steps at
 # temperature 1 the thinking kept a stated place for 1 of 6 prompts
 # (scripts/demo/t2i_breakdown.py), in one step 6 of 6.
-# One object right 26/40 against 18/40 (scripts/demo/sweep.py t2i, 29/40 at temperature 0, which
-# gives every seed the same caption; 0.2 still varies what the prompt leaves open).
+# One object right 26/40 against 18/40 at temperature 0.2 (scripts/demo/sweep.py t2i, cfg 2.0).
+# With the unguided drawing below, 0.1 drew 35/40 and 92/100 (`unmask eval -n 100`) against
+# 31/40 and 89/100 at 0.2; 0 gives every seed the same caption, 0.1 still varies what the prompt
+# leaves open (4 captions in 10 seeds of "a red circle", 6 at 0.2).
 # The drawing after it unguided (cfg_after_thinking 1.0, one pass instead of two): one object
 # 28/30 against 22/30 at cfg 2.0 (`unmask eval -n 30`), 31/40 against 26/40 (sweep); without
 # thinking guidance still helps (11/30 at 2.0, 8/30 at 1.0), and edits need it (3/30, 0/30).
 THINKING_DEFAULTS = {"thinking": True, "thinking_steps": 1, "thinking_length": 32,
-                     "thinking_temperature": 0.2, "cfg_after_thinking": 1.0}
+                     "thinking_temperature": 0.1, "cfg_after_thinking": 1.0}
 
 # ...and for a model trained with image_layout="canvas": whole-canvas MaskGIT decoding.
 # Image temperature 0.5: on the shipped model one-object drawing 15/30 against 11/30 at 1.0
