@@ -83,7 +83,7 @@ DEMO_DEFAULTS = {
 # Text to image thinks first (llada2_uni.md §4.4): the model writes the full caption, choosing
 # what the prompt left open, then draws it; one 32-token block (the longest caption and its image
 # header take 22). Written in one step at temperature 0.1: with the rest of the caption written,
-# the model names a stated place worse than with it all masked (38/60 against 58/60 held-out
+# the model names a stated place worse than with it all masked (43/60 against 51/60 held-out
 # prompts), so each later step of a many-step decode is a worse guess; in 8 steps at
 # temperature 1 the thinking kept a stated place for 1 of 6 prompts
 # (scripts/demo/t2i_breakdown.py), in one step 6 of 6.

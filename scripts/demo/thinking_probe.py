@@ -16,8 +16,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.demo import world  # noqa: E402
-from app.demo.data import ANSWER_LENGTH  # noqa: E402
+from app.demo.data import ANSWER_LENGTH, BLOCK_LENGTH  # noqa: E402
 from app.demo.train import load_folder  # noqa: E402
+from app.engine.generate import segment_mask  # noqa: E402
 from app.engine.tasks import PromptBuilder  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
@@ -48,9 +49,12 @@ def main() -> None:
             ids = [mask] * ANSWER_LENGTH if name == "all masked" else \
                 ids[:slot] + [mask] + ids[slot + 1:]
             row = torch.tensor([head + ids])
-            see_all = torch.ones(1, 1, row.shape[1], row.shape[1], dtype=torch.bool)
+            # LLaDA2's block-causal mask, as in training (data.py) and text decoding (generate.py)
+            segments = torch.arange(row.shape[1]) // BLOCK_LENGTH
+            attention = segment_mask(segments, torch.ones_like(row, dtype=torch.bool), 0,
+                                     row.shape[1])
             with torch.no_grad():
-                probs = model(row, see_all, None)[0, len(head) + slot].softmax(-1)
+                probs = model(row, attention, None)[0, len(head) + slot].softmax(-1)
             answer.append((probs[place].item(), int(probs.argmax()) == place))
     for name, answer in scores.items():
         right = sum(ok for _, ok in answer)
