@@ -17,6 +17,7 @@ from app.demo.scene_probe import (
     SceneProbe,
     scene_slots,
 )
+from app.engine.tasks import SYSTEM_T2I_THINKING
 from tests.probe_fixtures import tiny_trainable_model
 
 CELLS = GRID_SIDE * GRID_SIDE
@@ -68,6 +69,42 @@ def test_examples_label_source_images_and_canvases(assets):
                 assert ((source[6:] != IGNORE).all()) == (source[5] != NO_OBJECT)
             if kind == "edit" and labelled[starts[1]]:
                 assert not (e.scene[starts[0]] == e.scene[starts[1]]).all()  # edits change
+
+
+def test_answer_labels_carry_the_stated_or_shown_scene(assets):
+    """--answer-scene: thinking answers carry what their prompt states, per object in order;
+    question answers their image's whole scene; off, the same draws leave answers unlabelled."""
+    config, tokenizer, codec, prompts = assets
+    vocab = tokenizer.get_vocab_size()
+    on = ExampleMaker(prompts, codec, vocab, "canvas", answer_scene=True)
+    off = ExampleMaker(prompts, codec, vocab, "canvas")
+    head = len(prompts.text(f"<role>SYSTEM</role> {SYSTEM_T2I_THINKING} <role>HUMAN</role>"))
+    tail = len(prompts.text("<role>ASSISTANT</role>"))
+    for kind in ("think", "ask"):
+        rng_on, rng_off = np.random.default_rng(7), np.random.default_rng(7)
+        for _ in range(12):
+            e, plain = on.make(rng_on, kind), off.make(rng_off, kind)
+            assert e.ids.tolist() == plain.ids.tolist()  # the flag draws no random numbers
+            answer = np.flatnonzero(e.free)
+            prompt_len = answer[0]
+            labels = e.scene[answer]
+            assert (labels == labels[0]).all()  # one scene for the whole answer
+            if plain.scene is not None:
+                assert (plain.scene[answer] == IGNORE).all()
+                assert plain.scene[:prompt_len].tolist() == e.scene[:prompt_len].tolist()
+            if kind == "ask":
+                starts = np.flatnonzero(e.ids == prompts.ids.boi) + 1
+                assert labels[0].tolist() == e.scene[starts[0]].tolist()  # the image's scene
+            else:
+                said = tokenizer.decode(e.ids[head:prompt_len - tail].tolist())
+                stated = world.parse_prompt(said)
+                colours = [o.color for o in stated.objects]
+                assert labels[0][1] == world.COLORS.index(colours[0])
+                if len(colours) > 1:
+                    assert labels[0][5] == world.COLORS.index(colours[1])
+                else:
+                    assert labels[0][5] == NO_OBJECT
+                assert (labels[0][0] == IGNORE) == (stated.background is None)
 
 
 def test_unconditional_rows_leave_the_canvas_unlabelled(assets):

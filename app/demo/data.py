@@ -54,12 +54,14 @@ class ExampleMaker:
     def __init__(self, prompts: PromptBuilder, codec, text_vocab: int,
                  image_layout: str = "blocks", edit_thinking_rate: float = 0.0,
                  text_pad_weight: float = TEXT_PAD_WEIGHT, kept_object_weight: float = 1.0,
-                 changed_cell_weight: float = 1.0):
+                 changed_cell_weight: float = 1.0, answer_scene: bool = False):
         """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
         whole canvas one segment after the prefix: MaskGIT-style decoding, for collate).
         edit_thinking_rate: share of edits laid out as edit thinking's phase 2 (the result's
         caption before the canvas); 0 draws no random number for it.
-        text_pad_weight: loss weight of text answers' padding after the first eos."""
+        text_pad_weight: loss weight of text answers' padding after the first eos.
+        answer_scene: the scene probe also labels text answers' positions: a thinking answer
+        with the scene its prompt states, a question's answer with its image's scene."""
         if image_layout not in ("blocks", "canvas"):
             raise ValueError(f"image_layout must be 'blocks' or 'canvas', not {image_layout!r}")
         self.prompts, self.codec, self.text_vocab = prompts, codec, text_vocab
@@ -72,6 +74,11 @@ class ExampleMaker:
         # ... and of output cells the edit changes: weighting kept objects alone tipped the
         # model into copying everything (issue 3, session 7), so the change is weighted too.
         self.changed_cell_weight = changed_cell_weight
+        # Thinking's one-step decode fills every caption slot at once, each from the prompt: the
+        # second object's colour slot must find the prompt's second colour (two objects: the
+        # thinking kept both objects' attributes for 3 of 15 prompts, session 9). Labelling the
+        # answer positions with the stated scene, per object, teaches that binding at layer 1.
+        self.answer_scene = answer_scene
         self.offset = prompts.ids.image_offset
         self.side = world.IMAGE_SIZE // world.PATCH_SIZE
 
@@ -171,8 +178,11 @@ class ExampleMaker:
         """Thinking mode's phase 1 (llada2_uni.md §4.4): from a prompt, the full caption and
         then the image header, where the model stops and drawing begins."""
         scene = world.sample_scene(rng)
-        prompt = self.prompts.thinking_prompt(world.sample_prompt(scene, rng))
-        return self._text_example(prompt, self._thinking_answer(scene), "think", scene=None)
+        said = world.sample_prompt(scene, rng)
+        prompt = self.prompts.thinking_prompt(said)
+        stated = scene_slots(scene, world.parse_prompt(said)) if self.answer_scene else None
+        return self._text_example(prompt, self._thinking_answer(scene), "think", scene=None,
+                                  answer_slots=stated)
 
     def _edit_think(self, rng) -> Example:
         """Edit thinking's phase 1 (tasks.edit_thinking_prompt): from the source image and the
@@ -186,12 +196,16 @@ class ExampleMaker:
         scene = world.sample_scene(rng)
         question, answer = world.sample_qa(scene, rng)
         prompt = self.prompts.understand([self.codes(scene)], question)
-        return self._text_example(prompt, self.prompts.text(answer), "ask", scene)
+        shown = scene_slots(scene) if self.answer_scene else None
+        return self._text_example(prompt, self.prompts.text(answer), "ask", scene,
+                                  answer_slots=shown)
 
     def _text_example(self, prompt: list[int], answer: list[int], kind: str,
-                      scene: world.Scene | None) -> Example:
+                      scene: world.Scene | None,
+                      answer_slots: np.ndarray | None = None) -> Example:
         """A text answer padded with eos to ANSWER_LENGTH; scene: the prompt's one image (the
-        answer may end in an image header of its own: thinking, which is not labelled)."""
+        answer may end in an image header of its own: thinking, which is not labelled);
+        answer_slots: scene-probe labels of every answer position (None: unlabelled)."""
         answer_ids = answer + [self.prompts.ids.eos] * (ANSWER_LENGTH - len(answer))
         ids = np.array(prompt + answer_ids[:ANSWER_LENGTH], dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
@@ -200,10 +214,13 @@ class ExampleMaker:
         weights[len(prompt) + len(answer) + 1:] = self.text_pad_weight  # the first eos stays 1
         segments = np.arange(len(ids)) // BLOCK_LENGTH
         labels = None
-        if scene is not None:
+        if scene is not None or answer_slots is not None:
             labels = np.full((len(ids), NUM_SLOTS), IGNORE, dtype=np.int64)
+        if scene is not None:
             labels[: len(prompt)] = label_images(np.array(prompt), self.prompts.ids.boi,
                                                  self.side, [scene_slots(scene)])
+        if answer_slots is not None:
+            labels[len(prompt):] = answer_slots
         return Example(ids, free, segments, kind, (0, self.text_vocab), scene=labels,
                        weights=weights)
 
