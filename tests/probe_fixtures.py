@@ -3,17 +3,14 @@ builder, and a tiny random model of its config to backpropagate through."""
 
 from __future__ import annotations
 
-from app.demo.train import load_folder
+from app.demo.train import load_with_prompts
 from app.engine.presets import random_model
-from app.engine.tasks import PromptBuilder
 from app.paths import DEFAULT_MODEL
 
 
 def shipped_assets():
     """(config, tokenizer, codec, prompts) of the shipped demo model."""
-    shipped, tokenizer, codec = load_folder(DEFAULT_MODEL)
-    prompts = PromptBuilder(tokenizer, shipped.config.extra, codec.num_codes,
-                            shipped.config.vocab_size)
+    shipped, tokenizer, codec, prompts = load_with_prompts(DEFAULT_MODEL)
     return shipped.config, tokenizer, codec, prompts
 
 

@@ -393,6 +393,15 @@ def load_folder(folder: Path):
         folder / "image_tokenizer")
 
 
+def load_with_prompts(folder: Path):
+    """load_folder, the model in eval mode, plus the prompt builder over the folder's tokenizer
+    and codec: (model, tokenizer, codec, prompts), what the diagnostic scripts open."""
+    model, tokenizer, codec = load_folder(folder)
+    prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes,
+                            model.config.vocab_size)
+    return model.eval(), tokenizer, codec, prompts
+
+
 def write_folder(out: Path, model, tokenizer, codec, defaults: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.config.extra["unmask_defaults"] = dict(defaults or DEMO_DEFAULTS)

@@ -16,8 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from masked_canvas import fully_masked  # noqa: E402
 
 import app.engine.model as model_module  # noqa: E402
-from app.demo.train import load_folder  # noqa: E402
-from app.engine.tasks import PromptBuilder  # noqa: E402
+from app.demo.train import load_with_prompts  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
 SIDE = 16
@@ -28,9 +27,7 @@ def main() -> None:
     prompt = sys.argv[2] if len(sys.argv) > 2 else \
         "a large red square at the top left on a blue background"
     torch.set_num_threads(2)
-    model, tokenizer, codec = load_folder(folder)
-    model.eval()
-    prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes, model.config.vocab_size)
+    model, tokenizer, codec, prompts = load_with_prompts(folder)
     weights = []
     sdpa = F.scaled_dot_product_attention
 

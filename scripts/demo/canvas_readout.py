@@ -21,8 +21,7 @@ from masked_canvas import fully_masked  # noqa: E402
 
 from app.demo import world  # noqa: E402
 from app.demo.position_probe import LayerOutput  # noqa: E402
-from app.demo.train import load_folder  # noqa: E402
-from app.engine.tasks import PromptBuilder  # noqa: E402
+from app.demo.train import load_with_prompts  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
 SIDE, BATCH = 16, 12
@@ -55,9 +54,7 @@ def main() -> None:
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 150
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    model, tokenizer, codec = load_folder(folder)
-    model.eval()
-    prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes, model.config.vocab_size)
+    model, tokenizer, codec, prompts = load_with_prompts(folder)
     hooks = [LayerOutput(layer) for layer in model.model.layers]
     heads = [[nn.Linear(model.config.hidden_size, n) for n in READOUTS.values()] for _ in hooks]
     optims = [torch.optim.Adam([p for h in layer for p in h.parameters()], 3e-3) for layer in heads]

@@ -19,18 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from app.demo import world  # noqa: E402
 from app.demo.copy_head import COPY_LAYER, CopyHead, lm_readout  # noqa: E402
 from app.demo.data import kept_object_cells  # noqa: E402
-from app.demo.train import load_folder  # noqa: E402
-from app.engine.tasks import PromptBuilder  # noqa: E402
+from app.demo.train import load_with_prompts  # noqa: E402
 
 SEED = 5_000_001
 
 
 def main() -> None:
-    model, tokenizer, codec = load_folder(Path(sys.argv[1]))
+    model, tokenizer, codec, prompts = load_with_prompts(Path(sys.argv[1]))
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 40
-    model.eval()
-    prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes,
-                            model.config.vocab_size)
     offset, cells = prompts.ids.image_offset, (world.IMAGE_SIZE // world.PATCH_SIZE) ** 2
     head = CopyHead(model.model.layers[COPY_LAYER].attention, readout=lm_readout(model))
     rng = np.random.default_rng(SEED)

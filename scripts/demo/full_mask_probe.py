@@ -18,8 +18,7 @@ from masked_canvas import fully_masked  # noqa: E402
 
 from app.demo import world  # noqa: E402
 from app.demo.evaluate import EVAL_SEED  # noqa: E402
-from app.demo.train import load_folder  # noqa: E402
-from app.engine.tasks import PromptBuilder  # noqa: E402
+from app.demo.train import load_with_prompts  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
 
@@ -27,9 +26,7 @@ def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_MODEL
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 40
     torch.set_num_threads(2)
-    model, tokenizer, codec = load_folder(folder)
-    model.eval()
-    prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes, model.config.vocab_size)
+    model, tokenizer, codec, prompts = load_with_prompts(folder)
     first, last = prompts.ids.image_offset, prompts.ids.image_offset + codec.num_codes
     rng = np.random.default_rng(EVAL_SEED)
     object_hits = object_total = background_hits = background_total = 0

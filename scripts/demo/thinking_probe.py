@@ -17,9 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.demo import world  # noqa: E402
 from app.demo.data import ANSWER_LENGTH, BLOCK_LENGTH  # noqa: E402
-from app.demo.train import load_folder  # noqa: E402
+from app.demo.train import load_with_prompts  # noqa: E402
 from app.engine.generate import segment_mask  # noqa: E402
-from app.engine.tasks import PromptBuilder  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
 PROBE_SEED = 99  # not EVAL_SEED: its own held-out draws
@@ -29,9 +28,7 @@ def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_MODEL
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 60
     torch.set_num_threads(2)
-    model, tokenizer, codec = load_folder(folder)
-    config = model.config
-    prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
+    model, tokenizer, codec, prompts = load_with_prompts(folder)
     mask, eos = prompts.ids.mask, prompts.ids.eos
     rng = np.random.default_rng(PROBE_SEED)
     scores: dict[str, list[tuple[float, bool]]] = {"place alone masked": [], "all masked": []}
