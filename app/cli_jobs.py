@@ -81,24 +81,23 @@ def _params(args) -> dict:
     return params
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
 def _read_image(path: Path) -> np.ndarray:
     from app.imageio import decode_image
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
-    return decode_image(data, name=str(path))
+    return decode_image(_read_bytes(path), name=str(path))
 
 
 def _read_mask(path: Path) -> np.ndarray:
     from app.imageio import decode_mask
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
-    return decode_mask(data, name=str(path))
+    return decode_mask(_read_bytes(path), name=str(path))
 
 
 def _write_png(path: Path, image: np.ndarray, meta: dict) -> None:
