@@ -1,8 +1,8 @@
 """Give a demo model folder's tokenizer the world's text rewrites (`world.text_rewrites`), in place.
 
 Ids stay as they are, so the weights need no retraining: "change the background to orange" then
-reads the "orange background" token the model learned backgrounds from. The last step of
-`scripts/train_demo.sh`, whose stages train without the rewrites like the shipped weights were.
+reads the "orange background" token the model learned backgrounds from. For folders trained
+with `--no-text-rewrites` (session 5's weights were); training writes them by default.
 
     .venv/bin/python -m app.demo.retokenize MODEL_DIR
 """
