@@ -5,20 +5,17 @@ import numpy as np
 import torch
 
 from app.demo.data import BLOCK_LENGTH, ExampleMaker, collate_blocks
-from app.demo.train import load_folder
 from app.engine.generate import segment_mask
 from app.engine.presets import random_model
-from app.engine.tasks import PromptBuilder
-from app.paths import DEFAULT_MODEL
 
 
-def test_each_noisy_block_sees_what_the_sampler_sees():
-    shipped, tokenizer, codec = load_folder(DEFAULT_MODEL)  # its tokenizer and codec
-    config = type(shipped.config).from_dict({**shipped.config.to_dict(), "hidden_size": 32, "head_dim": 8,
-                                     "num_hidden_layers": 2, "intermediate_size": 48,
-                                     "moe_intermediate_size": 16})
+def test_each_noisy_block_sees_what_the_sampler_sees(assets):
+    shipped_config, tokenizer, codec, prompts = assets  # the shipped tokenizer and codec
+    config = type(shipped_config).from_dict({**shipped_config.to_dict(), "hidden_size": 32,
+                                             "head_dim": 8, "num_hidden_layers": 2,
+                                             "intermediate_size": 48,
+                                             "moe_intermediate_size": 16})
     model = random_model(config, seed=0).eval()
-    prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size())
     rng = np.random.default_rng(0)
     examples = [maker.make(rng, kind) for kind in ("generate", "inpaint", "edit")]
