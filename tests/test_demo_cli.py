@@ -84,6 +84,15 @@ def test_unreadable_image_is_a_clear_error_naming_the_file(tmp_path):
     assert proc.returncode == 2 and "broken.png" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_missing_mask_file_is_a_clear_error_naming_it(tmp_path, scene_png):
+    _, image = scene_png
+    missing = tmp_path / "no-such-mask.png"
+    proc = unmask("inpaint", image, missing, "a small yellow triangle", "-o", tmp_path / "x.png",
+                  check=False)
+    assert proc.returncode == 2 and "no-such-mask.png: cannot read" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_broken_model_folder_is_a_clear_error(tmp_path):
     proc = unmask("generate", "a red circle", "-o", tmp_path / "x.png", "--model", tmp_path,
                   check=False)
