@@ -4,6 +4,7 @@ image header; phase 2 draws after prompt + caption + header, with the whole scen
 import copy
 
 import numpy as np
+import pytest
 
 from app.demo import world
 from app.demo.data import ANSWER_LENGTH, ExampleMaker, collate
@@ -106,3 +107,28 @@ def test_edit_thinking_writes_the_result_caption_and_edits_can_follow_it(assets)
         layout = prompts.edit_after_thinking(maker.codes(scene), instruction,
                                              prompts.text(world.caption(target)))
         assert e.ids[: e.prefix_len].tolist() in (layout.prefix, layout.uncond_prefix)
+
+
+def test_two_object_rate_sets_the_share_of_two_object_scenes(assets):
+    config, tokenizer, codec, prompts = assets
+    counts = {}
+    for rate in (None, 0.0, 0.9):
+        maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
+                             two_object_rate=rate)
+        rng = np.random.default_rng(6)
+        two = 0
+        for _ in range(60):
+            e = maker.make(rng, "think")
+            two += " and " in prompts.decode_text(e.ids[e.free].tolist())
+        counts[rate] = two
+    assert counts[0.0] == 0
+    assert 45 <= counts[0.9] <= 60  # binomial(60, 0.9): 54 expected
+    assert 15 <= counts[None] <= 45  # the world's own draw: half
+    # the default leaves the world's random numbers as they were
+    rng, mirror = np.random.default_rng(7), np.random.default_rng(7)
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    scene = world.sample_scene(mirror)
+    assert maker.make(rng, "think").ids[-ANSWER_LENGTH:].tolist()[:5] == (
+        prompts.text(world.caption(scene))[:5])
+    with pytest.raises(ValueError, match="two_object_rate"):
+        ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas", two_object_rate=1.5)

@@ -54,14 +54,17 @@ class ExampleMaker:
     def __init__(self, prompts: PromptBuilder, codec, text_vocab: int,
                  image_layout: str = "blocks", edit_thinking_rate: float = 0.0,
                  text_pad_weight: float = TEXT_PAD_WEIGHT, kept_object_weight: float = 1.0,
-                 changed_cell_weight: float = 1.0, answer_scene: bool = False):
+                 changed_cell_weight: float = 1.0, answer_scene: bool = False,
+                 two_object_rate: float | None = None):
         """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
         whole canvas one segment after the prefix: MaskGIT-style decoding, for collate).
         edit_thinking_rate: share of edits laid out as edit thinking's phase 2 (the result's
         caption before the canvas); 0 draws no random number for it.
         text_pad_weight: loss weight of text answers' padding after the first eos.
         answer_scene: the scene probe also labels text answers' positions: a thinking answer
-        with the scene its prompt states, a question's answer with its image's scene."""
+        with the scene its prompt states, a question's answer with its image's scene.
+        two_object_rate: share of two-object scenes (inpainting aside, which adds an object to
+        a one-object scene); None: the world's own draw (half), with its random numbers."""
         if image_layout not in ("blocks", "canvas"):
             raise ValueError(f"image_layout must be 'blocks' or 'canvas', not {image_layout!r}")
         self.prompts, self.codec, self.text_vocab = prompts, codec, text_vocab
@@ -79,11 +82,21 @@ class ExampleMaker:
         # thinking kept both objects' attributes for 3 of 15 prompts, session 9). Labelling the
         # answer positions with the stated scene, per object, teaches that binding at layer 1.
         self.answer_scene = answer_scene
+        # Two objects are where binding is learned (which colour goes with which place), and
+        # where every failing task fails; one object is learned early. (issue 3, session 12)
+        if two_object_rate is not None and not 0.0 <= two_object_rate <= 1.0:
+            raise ValueError(f"two_object_rate must be in [0, 1], not {two_object_rate}")
+        self.two_object_rate = two_object_rate
         self.offset = prompts.ids.image_offset
         self.side = world.IMAGE_SIZE // world.PATCH_SIZE
 
     def codes(self, scene: world.Scene) -> np.ndarray:
         return self.codec.encode(world.render(scene))
+
+    def _scene(self, rng: np.random.Generator) -> world.Scene:
+        if self.two_object_rate is None:
+            return world.sample_scene(rng)
+        return world.sample_scene(rng, n_objects=2 if rng.random() < self.two_object_rate else 1)
 
     def make(self, rng: np.random.Generator, kind: str | None = None) -> Example:
         if kind is None:
@@ -118,7 +131,7 @@ class ExampleMaker:
         return (layout.uncond_prefix if uncond else layout.prefix), uncond
 
     def _generate(self, rng) -> Example:
-        scene = world.sample_scene(rng)
+        scene = self._scene(rng)
         prompt = world.sample_prompt(scene, rng)
         thinking = rng.random() < THINKING_RATE
         if thinking:  # phase 2: the caption, written in phase 1, states the whole scene
@@ -144,7 +157,7 @@ class ExampleMaker:
         return self._thinking(scene) + self.prompts.image_header(self.side, self.side)
 
     def _edit(self, rng) -> Example:
-        scene = world.sample_scene(rng)
+        scene = self._scene(rng)
         instruction, target = world.sample_edit(scene, rng)
         source = self.codes(scene)
         if self.edit_thinking_rate and rng.random() < self.edit_thinking_rate:
@@ -177,7 +190,7 @@ class ExampleMaker:
     def _think(self, rng) -> Example:
         """Thinking mode's phase 1 (llada2_uni.md §4.4): from a prompt, the full caption and
         then the image header, where the model stops and drawing begins."""
-        scene = world.sample_scene(rng)
+        scene = self._scene(rng)
         said = world.sample_prompt(scene, rng)
         prompt = self.prompts.thinking_prompt(said)
         stated = scene_slots(scene, world.parse_prompt(said)) if self.answer_scene else None
@@ -187,13 +200,13 @@ class ExampleMaker:
     def _edit_think(self, rng) -> Example:
         """Edit thinking's phase 1 (tasks.edit_thinking_prompt): from the source image and the
         instruction, the edited picture's full caption, then the image header."""
-        scene = world.sample_scene(rng)
+        scene = self._scene(rng)
         instruction, target = world.sample_edit(scene, rng)
         prompt = self.prompts.edit_thinking_prompt(self.codes(scene), instruction)
         return self._text_example(prompt, self._thinking_answer(target), "edit_think", scene)
 
     def _ask(self, rng) -> Example:
-        scene = world.sample_scene(rng)
+        scene = self._scene(rng)
         question, answer = world.sample_qa(scene, rng)
         prompt = self.prompts.understand([self.codes(scene)], question)
         shown = scene_slots(scene) if self.answer_scene else None
@@ -262,11 +275,13 @@ def _scene_and_binding(examples, rows, length) -> tuple[torch.Tensor, torch.Tens
 
 def collate(
     examples: list[Example], mask_id: int, pad_id: int, rng: np.random.Generator,
-    corrupt_rate: float = 0.1, mask_schedule: str = "uniform",
+    corrupt_rate: float = 0.1, mask_schedule: str = "uniform", full_mask_rate: float = 0.0,
 ) -> Batch:
     """Masked-diffusion noise: each example draws a mask ratio t (uniform, or cosine), masks each
     free position with probability t, and swaps a few unmasked free positions for random tokens (to learn
-    self-correction); the loss covers both."""
+    self-correction); the loss covers both. full_mask_rate: share of examples masked whole
+    (t = 1), the state every drawing starts from: with nothing drawn yet a cell can only read the
+    prompt, which is where two objects' colours must be told apart (issue 3, session 12)."""
     length = max(len(e.ids) for e in examples)
     b = len(examples)
     clean = np.full((b, length), pad_id, dtype=np.int64)
@@ -283,6 +298,8 @@ def collate(
         t = rng.uniform(0.02, 1.0)
         if mask_schedule == "cosine":  # MaskGIT: more weight on heavily masked canvases
             t = max(0.02, float(np.cos(np.pi / 2 * rng.uniform(0.0, 1.0))))
+        if full_mask_rate and rng.random() < full_mask_rate:
+            t = 1.0
         noisy[i, :n], loss[i, :n] = _noise(e.ids, e.free, t, rng, mask_id, corrupt_rate,
                                            e.code_range)
     seg = torch.from_numpy(segments)

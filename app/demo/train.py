@@ -169,7 +169,8 @@ def train(
     text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0, copy_readout: float = 0.0,
     kept_object_weight: float = 1.0, changed_cell_weight: float = 1.0,
     text_rewrites: bool = True, text_mask_schedule: str | None = None,
-    answer_scene: bool = False, bf16: bool = False,
+    answer_scene: bool = False, bf16: bool = False, two_object_rate: float | None = None,
+    full_mask_rate: float = 0.0,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -192,10 +193,14 @@ def train(
     default: mask_schedule). The cosine one favours heavy masking (29 % of draws mask over 90 %,
     uniform 10 %); the last steps of a text decode have few masks left.
     answer_scene: the scene probe also labels text answers (data.ExampleMaker).
+    two_object_rate: share of two-object scenes (data.ExampleMaker); None: half, as drawn.
+    full_mask_rate: share of image-output examples masked whole (data.collate; canvas layout).
     bf16: run forward and backward under bfloat16 autocast (fp32 weights and optimizer): 1.2x
     the steps a minute on this 2-core AVX512-BF16 CPU (session 10, 0.57 against 0.68 s a step)."""
     text_mask_schedule = text_mask_schedule or mask_schedule
     schedule_steps = schedule_steps or steps
+    if full_mask_rate > 0 and image_layout != "canvas":
+        raise ValueError("--full-mask-rate is for the canvas layout (blocks mask per block)")
     if copy_aux > 0 and image_layout != "canvas":
         raise ValueError("the copy head needs --image-layout canvas (one canvas copy per row)")
     if copy_readout > 0 and copy_aux <= 0:
@@ -214,7 +219,7 @@ def train(
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
                          edit_thinking_rate, text_pad_weight, kept_object_weight,
-                         changed_cell_weight, answer_scene)
+                         changed_cell_weight, answer_scene, two_object_rate)
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     if edit_thinking_rate > 0:
         defaults = {**defaults, "edit_thinking": True}
@@ -251,7 +256,8 @@ def train(
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=text_mask_schedule)
             positions = None
         elif image_layout == "canvas":
-            batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule)
+            batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
+                            full_mask_rate=full_mask_rate)
             positions = None
         else:
             batch = collate_blocks(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
@@ -330,6 +336,7 @@ def train(
                "kept_object_weight": kept_object_weight,
                "changed_cell_weight": changed_cell_weight,
                "text_rewrites": text_rewrites, "answer_scene": answer_scene, "bf16": bf16,
+               "two_object_rate": two_object_rate, "full_mask_rate": full_mask_rate,
                "image_layout": image_layout,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -420,6 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", type=Path, default=None, help="continue from this model folder")
     parser.add_argument("--mask-schedule", choices=["uniform", "cosine"], default="uniform")
+    parser.add_argument("--full-mask-rate", type=float, default=0.0,
+                        help="share of image-output examples with the whole canvas masked")
     parser.add_argument("--text-mask-schedule", choices=["uniform", "cosine"], default=None,
                         help="mask-ratio schedule of text-output batches (default: "
                              "--mask-schedule)")
@@ -463,6 +472,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer-scene", action="store_true",
                         help="the scene probe also labels text answers: thinking with the scene "
                              "its prompt states, a question's answer with its image's scene")
+    parser.add_argument("--two-object-rate", type=float, default=None,
+                        help="share of two-object scenes in training (default: half, the "
+                             "world's own draw)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for forward and backward (fp32 weights)")
     parser.add_argument("--no-text-rewrites", action="store_true",
@@ -484,7 +496,8 @@ def main(argv: list[str] | None = None) -> None:
           kept_object_weight=args.kept_object_weight,
           changed_cell_weight=args.changed_cell_weight,
           text_rewrites=not args.no_text_rewrites, answer_scene=args.answer_scene,
-          bf16=args.bf16)
+          bf16=args.bf16, two_object_rate=args.two_object_rate,
+          full_mask_rate=args.full_mask_rate)
 
 
 def _task_mix(text: str) -> dict[str, float]:
