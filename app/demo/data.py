@@ -238,11 +238,16 @@ class ExampleMaker:
                        weights=weights)
 
 
+def background_code(grid: np.ndarray) -> int:
+    """The code of a canvas's background: its most common code (two large objects cover about
+    50 of a 16x16 grid's 256 cells)."""
+    return int(np.bincount(np.asarray(grid).reshape(-1)).argmax())
+
+
 def kept_object_cells(source: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """bool, goal's shape: cells an edit keeps (same code in source and goal) that are not the
-    source's background (its most common code)."""
-    background = np.bincount(source.reshape(-1)).argmax()
-    return (source == goal) & (source != background)
+    source's background."""
+    return (source == goal) & (source != background_code(source))
 
 
 @dataclass

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from masked_canvas import fully_masked  # noqa: E402
 
 from app.demo import world  # noqa: E402
+from app.demo.data import background_code  # noqa: E402
 from app.demo.evaluate import EVAL_SEED  # noqa: E402
 from app.demo.train import load_with_prompts  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
@@ -39,7 +40,7 @@ def main() -> None:
         with torch.no_grad():
             probs = model(ids, attention)[0, len(layout.prefix):, first:last].softmax(-1)
         argmax = probs.argmax(-1).numpy()
-        background = np.bincount(codes).argmax()
+        background = background_code(codes)
         on_object = codes != background
         object_hits += int((argmax[on_object] != background).sum())
         object_total += int(on_object.sum())
