@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Retrains the shipped ShapesWorld demo model (resources/models/shapes-demo) from scratch,
-# reproducibly by seed, on the CPU: 5800 steps, then 1200 more (72.9 + 16.9 = 89.8 minutes
-# measured on 2 idle cores, session 11: keep other torch work off the machine meanwhile, two
-# processes each spinning 2 OpenMP threads on 2 cores slow both several-fold).
-#  - whole-canvas (MaskGIT) image layout, the task mix generate .32 / edit .14 / inpaint .12 /
-#    ask .3 / think .12, cosine mask-ratio schedule (more heavily masked canvases);
+# reproducibly by seed, on the CPU: 6000 steps, then 700 more (79.4 + 9.8 = 89.2 minutes measured on
+# 2 idle cores, session 12: keep other torch work off the machine meanwhile, two processes each
+# spinning 2 OpenMP threads on 2 cores slow both several-fold).
+#  - whole-canvas (MaskGIT) image layout, the task mix generate .3 / edit .13 / inpaint .1 /
+#    ask .27 / think .2, cosine mask-ratio schedule (more heavily masked canvases);
+#  - two objects in 60 % of the scenes (--two-object-rate) and a fifth of the canvases masked
+#    whole (--full-mask-rate): with nothing drawn a cell can only read the prompt, and that is
+#    where it must tell two objects' colours apart (session 12's fine-tunes: masked cells of an
+#    object predicting its own colour 27 % -> 55 %, scripts/demo/two_object_probe.py);
 #  - thinking mode (llada2_uni.md §4.4): "think" batches teach writing the full caption from a
 #    prompt, and half the drawings follow prompt + caption (app/demo/data.py THINKING_RATE);
+#    thinking batches are text only and cheap (0.23 s a step against ~0.8): a fifth of them
+#    (1200 thinking-only steps took two-object thinking from 8 to 39 of 40 prompts, session 12);
 #  - the grid-position probe (app/demo/position_probe.py) at weight 1: early layers learn each
 #    image cell's row and column, which the model needs to put "a red circle at the top left"
 #    in the right cells;
+#  - the binding probe (app/demo/binding_probe.py) at weight 1: after layer 2 each output cell
+#    names the colour, shape and size of the object whose place holds it;
 #  - the scene probe (app/demo/scene_probe.py) at weight 1: every image cell encodes the scene
 #    its image shows or must show (what the prompt says), so the canvas reads the prompt; with
 #    --answer-scene text answers carry it too (thinking: the scene the prompt states; an answer
@@ -27,15 +35,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-resources/models/shapes-demo}
 mkdir -p "$OUT/training"
-.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 5800 --lr 2e-3 \
-  --image-layout canvas --task-mix generate=0.32,edit=0.14,inpaint=0.12,ask=0.3,think=0.12 \
-  --mask-schedule cosine --position-aux 1.0 --scene-aux 1.0 --text-pad-weight 0.1 \
-  --answer-scene --bf16 | tee "$OUT/training/train.log"
+.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 6000 --lr 2e-3 \
+  --image-layout canvas --task-mix generate=0.3,edit=0.13,inpaint=0.1,ask=0.27,think=0.2 \
+  --mask-schedule cosine --full-mask-rate 0.2 --two-object-rate 0.6 --position-aux 1.0 \
+  --scene-aux 1.0 --binding-aux 1.0 --text-pad-weight 0.1 --answer-scene --bf16 \
+  | tee "$OUT/training/train.log"
 mv "$OUT/training_log.json" "$OUT/training/"
-# Stage 2: 1200 more steps at a quarter of the learning rate, more text-to-image batches.
-.venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 1 --steps 1200 --lr 5e-4 \
+# Stage 2: 700 more steps at a quarter of the learning rate, more text-to-image batches.
+.venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 1 --steps 700 --lr 5e-4 \
   --warmup 50 --image-layout canvas \
-  --task-mix generate=0.42,edit=0.14,inpaint=0.1,ask=0.28,think=0.06 \
-  --mask-schedule cosine --position-aux 1.0 --scene-aux 1.0 --text-pad-weight 0.1 \
-  --answer-scene --bf16 | tee "$OUT/training/train-stage2.log"
+  --task-mix generate=0.4,edit=0.12,inpaint=0.08,ask=0.26,think=0.14 \
+  --mask-schedule cosine --full-mask-rate 0.2 --two-object-rate 0.6 --position-aux 1.0 \
+  --scene-aux 1.0 --binding-aux 1.0 --text-pad-weight 0.1 --answer-scene --bf16 \
+  | tee "$OUT/training/train-stage2.log"
 mv "$OUT/training_log.json" "$OUT/training/training_log-stage2.json"
