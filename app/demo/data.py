@@ -94,9 +94,10 @@ class ExampleMaker:
         return self.codec.encode(world.render(scene))
 
     def _scene(self, rng: np.random.Generator) -> world.Scene:
-        if self.two_object_rate is None:
-            return world.sample_scene(rng)
-        return world.sample_scene(rng, n_objects=2 if rng.random() < self.two_object_rate else 1)
+        count = None  # the world's own draw
+        if self.two_object_rate is not None:
+            count = 2 if rng.random() < self.two_object_rate else 1
+        return world.sample_scene(rng, n_objects=count)
 
     def make(self, rng: np.random.Generator, kind: str | None = None) -> Example:
         if kind is None:

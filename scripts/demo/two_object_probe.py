@@ -41,13 +41,11 @@ class TrueThinking(Pipeline):
 def colours_of_cells(codec, grid: np.ndarray) -> np.ndarray:
     """bool [cells, colours]: which palette colours each cell's decoded 4x4 patch contains."""
     side = grid.shape[0]
-    pixels = codec.decode(grid).astype(int)
-    patch = pixels.shape[0] // side
-    cells = pixels.reshape(side, patch, side, patch, 3).transpose(0, 2, 1, 3, 4)
-    cells = cells.reshape(side * side, patch * patch, 3)
-    palette = world.PALETTE_ARRAY.astype(int)
-    nearest = ((cells[:, :, None] - palette[None, None]) ** 2).sum(-1).argmin(-1)
-    return np.stack([(nearest == k).any(1) for k in range(len(world.COLORS))], axis=1)
+    labels = world.snap_to_palette(codec.decode(grid))  # [H, W] index into world.COLORS
+    patch = labels.shape[0] // side
+    cells = labels.reshape(side, patch, side, patch).transpose(0, 2, 1, 3)
+    cells = cells.reshape(side * side, patch * patch)
+    return np.stack([(cells == k).any(1) for k in range(len(world.COLORS))], axis=1)
 
 
 def main() -> None:
