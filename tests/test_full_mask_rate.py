@@ -39,3 +39,6 @@ def test_full_mask_rate_needs_the_canvas_layout(tmp_path):
     with pytest.raises(ValueError, match="canvas"):
         train(tmp_path, steps=1, batch_size=1, seed=0, lr=1e-3, threads=1,
               image_layout="blocks", full_mask_rate=0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train(tmp_path, steps=1, batch_size=1, seed=0, lr=1e-3, threads=1,
+              image_layout="canvas", full_mask_rate=1.5)

@@ -199,6 +199,8 @@ def train(
     the steps a minute on this 2-core AVX512-BF16 CPU (session 10, 0.57 against 0.68 s a step)."""
     text_mask_schedule = text_mask_schedule or mask_schedule
     schedule_steps = schedule_steps or steps
+    if not 0.0 <= full_mask_rate <= 1.0:
+        raise ValueError(f"--full-mask-rate must be in [0, 1], not {full_mask_rate}")
     if full_mask_rate > 0 and image_layout != "canvas":
         raise ValueError("--full-mask-rate is for the canvas layout (blocks mask per block)")
     if copy_aux > 0 and image_layout != "canvas":
