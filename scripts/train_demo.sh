@@ -8,7 +8,7 @@
 #  - two objects in 60 % of the scenes (--two-object-rate) and a fifth of the canvases masked
 #    whole (--full-mask-rate): with nothing drawn a cell can only read the prompt, and that is
 #    where it must tell two objects' colours apart (session 12's fine-tunes: masked cells of an
-#    object predicting its own colour 27 % -> 55 %, scripts/demo/two_object_probe.py);
+#    object predicting its own colour 27 % -> 55 % in a scratch probe, see the issue notes);
 #  - thinking mode (llada2_uni.md §4.4): "think" batches teach writing the full caption from a
 #    prompt, and half the drawings follow prompt + caption (app/demo/data.py THINKING_RATE);
 #    thinking batches are text only and cheap (0.23 s a step against ~0.8): a fifth of them
