@@ -14,6 +14,8 @@ import argparse
 import json
 import math
 import time
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ from app.demo.data import (
     collate,
     collate_blocks,
 )
+from app.demo.object_tokens import ObjectTokenTie
 from app.demo.position_probe import IGNORE, PROBE_LAYER, LayerOutput, PositionProbe, grid_labels
 from app.demo.scene_probe import SCENE_PROBE_LAYER, SceneProbe
 from app.demo.text_tokenizer import set_rewrites, train_text_tokenizer
@@ -126,10 +129,14 @@ def codec_patches(rng: np.random.Generator) -> np.ndarray:
     return arr.reshape(-1, p * p * 3)
 
 
-def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA, text_rewrites: bool = True):
+def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA, text_rewrites: bool = True,
+                 object_tokens: bool = False):
+    """object_tokens: the tokenizer reads every full object phrase as one token
+    (world.object_phrase_names, app/demo/object_tokens.py)."""
     rng = np.random.default_rng(seed)
+    phrases = world.phrase_names() + (world.object_phrase_names() if object_tokens else ())
     tokenizer = train_text_tokenizer(
-        world_corpus(rng), world.phrase_names(), world.text_rewrites() if text_rewrites else ()
+        world_corpus(rng), phrases, world.text_rewrites() if text_rewrites else ()
     )
     codec = train_patch_vq(codec_patches(rng), num_codes=NUM_CODES, seed=seed, iters=20,
                            snap_colors=world.PALETTE_ARRAY)
@@ -170,7 +177,7 @@ def train(
     kept_object_weight: float = 1.0, changed_cell_weight: float = 1.0,
     text_rewrites: bool = True, text_mask_schedule: str | None = None,
     answer_scene: bool = False, bf16: bool = False, two_object_rate: float | None = None,
-    full_mask_rate: float = 0.0,
+    full_mask_rate: float = 0.0, object_tokens: bool = False,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -195,6 +202,8 @@ def train(
     answer_scene: the scene probe also labels text answers (data.ExampleMaker).
     two_object_rate: share of two-object scenes (data.ExampleMaker); None: half, as drawn.
     full_mask_rate: share of image-output examples masked whole (data.collate; canvas layout).
+    object_tokens: a fresh tokenizer reads each full object phrase as one token, tied to its
+    words while training (app/demo/object_tokens.py); with `init` the folder's tokenizer decides.
     bf16: run forward and backward under bfloat16 autocast (fp32 weights and optimizer): 1.2x
     the steps a minute on this 2-core AVX512-BF16 CPU (session 10, 0.57 against 0.68 s a step)."""
     text_mask_schedule = text_mask_schedule or mask_schedule
@@ -216,8 +225,16 @@ def train(
         if text_rewrites:
             set_rewrites(tokenizer, world.text_rewrites())
     else:
-        tokenizer, codec, config = build_assets(seed, rope_theta, text_rewrites)
+        tokenizer, codec, config = build_assets(seed, rope_theta, text_rewrites, object_tokens)
         model = fresh_model(config, seed, codec if code_init else None)
+    tie = ObjectTokenTie.from_tokenizer(tokenizer)
+    if tie is not None:  # phrase rows train as residuals over their words' rows
+        (tie.to_residual if init is not None else tie.zero_residual)(model)
+    forward = model if tie is None else partial(tie, model)
+
+    def save() -> None:  # a plain llada2_moe folder: phrase rows summed in (object_tokens.py)
+        with tie.materialised(model) if tie is not None else nullcontext():
+            write_folder(out, model, tokenizer, codec, defaults)
     prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
                          edit_thinking_rate, text_pad_weight, kept_object_weight,
@@ -270,7 +287,7 @@ def train(
             copy_goal = copy_targets(batch.clean, ids.boi, GRID_SIDE)
             copy_head.active = bool((copy_goal != IGNORE).any())
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(batch.noisy, batch.attention, positions)
+            logits = forward(batch.noisy, batch.attention, positions)
             per_token = F.cross_entropy(logits[batch.loss_mask].float(),
                                         batch.clean[batch.loss_mask], reduction="none")
             loss = (per_token * weights).sum() / weights.sum()
@@ -318,7 +335,7 @@ def train(
                   f"scene {scene_acc:.2f}{extra}  {elapsed / 60:.1f} min", flush=True)
         if checkpoint_every and step and step % checkpoint_every == 0:
             model.eval()
-            write_folder(out, model, tokenizer, codec, defaults)  # a usable model at any time
+            save()  # a usable model at any time
             model.train()
     probed.remove()
     scene_probed.remove()
@@ -327,7 +344,7 @@ def train(
     if copy_head is not None:
         copy_head.remove()
     model.eval().requires_grad_(False)
-    write_folder(out, model, tokenizer, codec, defaults)
+    save()
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
                "seed": seed, "lr": lr,
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
@@ -339,7 +356,7 @@ def train(
                "changed_cell_weight": changed_cell_weight,
                "text_rewrites": text_rewrites, "answer_scene": answer_scene, "bf16": bf16,
                "two_object_rate": two_object_rate, "full_mask_rate": full_mask_rate,
-               "image_layout": image_layout,
+               "image_layout": image_layout, "object_tokens": tie is not None,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -482,6 +499,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-text-rewrites", action="store_true",
                         help="leave out the tokenizer's text rewrites (world.text_rewrites); with "
                              "--init, the folder's tokenizer is kept as it is")
+    parser.add_argument("--object-tokens", action="store_true",
+                        help="a fresh tokenizer reads each full object phrase ('a small red "
+                             "circle at the top left') as one token (app/demo/object_tokens.py)")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="shares of the tasks, default " + ",".join(
                             f"{k}={v:g}" for k, v in TASK_MIX.items()))
@@ -499,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
           changed_cell_weight=args.changed_cell_weight,
           text_rewrites=not args.no_text_rewrites, answer_scene=args.answer_scene,
           bf16=args.bf16, two_object_rate=args.two_object_rate,
-          full_mask_rate=args.full_mask_rate)
+          full_mask_rate=args.full_mask_rate, object_tokens=args.object_tokens)
 
 
 def _task_mix(text: str) -> dict[str, float]:
