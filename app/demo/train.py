@@ -235,7 +235,7 @@ def train(
     def save() -> None:  # a plain llada2_moe folder: phrase rows summed in (object_tokens.py)
         with tie.materialised(model) if tie is not None else nullcontext():
             write_folder(out, model, tokenizer, codec, defaults)
-    prompts = PromptBuilder(tokenizer, config.extra, codec.num_codes, config.vocab_size)
+    prompts = PromptBuilder.for_model(tokenizer, config, codec)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
                          edit_thinking_rate, text_pad_weight, kept_object_weight,
                          changed_cell_weight, answer_scene, two_object_rate)
@@ -423,8 +423,7 @@ def load_with_prompts(folder: Path):
     """load_folder, the model in eval mode, plus the prompt builder over the folder's tokenizer
     and codec: (model, tokenizer, codec, prompts), what the diagnostic scripts open."""
     model, tokenizer, codec = load_folder(folder)
-    prompts = PromptBuilder(tokenizer, model.config.extra, codec.num_codes,
-                            model.config.vocab_size)
+    prompts = PromptBuilder.for_model(tokenizer, model.config, codec)
     return model.eval(), tokenizer, codec, prompts
 
 

@@ -69,9 +69,7 @@ class Pipeline:
     def __init__(self, folder: Path, model, tokenizer: Tokenizer, codec, defaults: dict):
         self.folder, self.model, self.tokenizer, self.codec = folder, model, tokenizer, codec
         self.defaults = defaults
-        num_codes = codec.num_codes if codec is not None else 0
-        self.prompts = PromptBuilder(tokenizer, model.config.extra, num_codes,
-                                     model.config.vocab_size)
+        self.prompts = PromptBuilder.for_model(tokenizer, model.config, codec)
 
     @classmethod
     def load(

@@ -71,6 +71,13 @@ class PromptBuilder:
             num_codes=min(num_codes, vocab_size - offset),
         )
 
+    @classmethod
+    def for_model(cls, tokenizer: Tokenizer, config, codec) -> PromptBuilder:
+        """The prompt builder of a model folder: its tokenizer, its config (LLaDA2MoeConfig) and
+        its image codec (None: a text-only model)."""
+        return cls(tokenizer, config.extra, codec.num_codes if codec is not None else 0,
+                   config.vocab_size)
+
     def _lookup(self, strings, config_id, default) -> int:
         if config_id is not None:
             return int(config_id)
