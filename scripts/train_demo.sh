@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Retrains the shipped ShapesWorld demo model (resources/models/shapes-demo) from scratch,
-# reproducibly by seed, on the CPU: 6000 steps, then 700 more (79.4 + 9.8 = 89.2 minutes measured on
-# 2 idle cores, session 12: keep other torch work off the machine meanwhile, two processes each
+# reproducibly by seed, on the CPU: 5700 steps, then 700 more (75.1 + 9.7 = 84.8 minutes measured on
+# 2 idle cores, session 13; 300 steps fewer than session 12's run, as the object tokens make each
+# step a little dearer: keep other torch work off the machine meanwhile, two processes each
 # spinning 2 OpenMP threads on 2 cores slow both several-fold).
 #  - whole-canvas (MaskGIT) image layout, the task mix generate .3 / edit .13 / inpaint .1 /
 #    ask .27 / think .2, cosine mask-ratio schedule (more heavily masked canvases);
@@ -9,6 +10,9 @@
 #    whole (--full-mask-rate): with nothing drawn a cell can only read the prompt, and that is
 #    where it must tell two objects' colours apart (session 12's fine-tunes: masked cells of an
 #    object predicting its own colour 27 % -> 55 % in a scratch probe, see the issue notes);
+#  - one token per full object phrase ("a small red circle at the top left", --object-tokens,
+#    app/demo/object_tokens.py), its rows tied to its words' rows while training: the token that
+#    says what an object is also says where, so a canvas cell finds its object by its own place;
 #  - thinking mode (llada2_uni.md §4.4): "think" batches teach writing the full caption from a
 #    prompt, and half the drawings follow prompt + caption (app/demo/data.py THINKING_RATE);
 #    thinking batches are text only and cheap (0.23 s a step against ~0.8): a fifth of them
@@ -35,8 +39,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-resources/models/shapes-demo}
 mkdir -p "$OUT/training"
-.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 6000 --lr 2e-3 \
-  --image-layout canvas --task-mix generate=0.3,edit=0.13,inpaint=0.1,ask=0.27,think=0.2 \
+.venv/bin/python -m app.demo.train --out "$OUT" --seed 0 --steps 5700 --lr 2e-3 \
+  --object-tokens --image-layout canvas --task-mix generate=0.3,edit=0.13,inpaint=0.1,ask=0.27,think=0.2 \
   --mask-schedule cosine --full-mask-rate 0.2 --two-object-rate 0.6 --position-aux 1.0 \
   --scene-aux 1.0 --binding-aux 1.0 --text-pad-weight 0.1 --answer-scene --bf16 \
   | tee "$OUT/training/train.log"
