@@ -1,5 +1,7 @@
 """VQA exact match of a demo model by question kind (world.QA_KINDS), on held-out scenes drawn
-from their own seed (not those of `unmask eval`); a few wrong answers per kind with the scene.
+from their own seed (not those of `unmask eval`); a few wrong answers per kind with the scene,
+and the answers a yes/no or count question got (a model that answers one word whatever the
+picture scores about half on them).
 
     .venv/bin/python scripts/demo/vqa_kinds.py MODEL_DIR N      # N scenes per kind
 """
@@ -25,6 +27,7 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
     right, asked = collections.Counter(), collections.Counter()
     wrong = collections.defaultdict(list)
+    given = collections.defaultdict(collections.Counter)  # kind -> answer -> how often
     for i in range(n):
         for kind in world.QA_KINDS:
             scene = world.sample_scene(rng)
@@ -36,12 +39,16 @@ def main() -> None:
                                        params={"seed": i})).text
             asked[kind] += 1
             right[kind] += got == answer
+            given[kind][got] += 1
             if got != answer and len(wrong[kind]) < 3:
                 wrong[kind].append(f"{question!r}: {got!r} != {answer!r} [{world.caption(scene)}]")
     for kind in world.QA_KINDS:
         print(f"{kind:18} {right[kind]}/{asked[kind]}")
         for line in wrong[kind]:
             print("    " + line)
+        if kind in ("is_there", "count"):
+            print("    answers given: " + ", ".join(f"{a!r} {c}" for a, c in
+                                                    given[kind].most_common()))
     print(f"{'all':18} {sum(right.values())}/{sum(asked.values())}")
 
 
