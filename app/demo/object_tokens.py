@@ -32,15 +32,14 @@ class ObjectTokenTie:
     def from_tokenizer(cls, tokenizer) -> ObjectTokenTie | None:
         """The tie of a tokenizer that holds the object phrases; None for one that does not."""
         phrases, parts = [], []
-        for name in world.object_phrase_names():
-            phrase = tokenizer.token_to_id(name)
+        for obj in world.every_object():
+            phrase = tokenizer.token_to_id(obj.phrase())
             if phrase is None:
                 return None
-            obj = world.parse_prompt(name).objects[0]
             words = (obj.size, obj.color, obj.shape, obj.position)
             ids = [tokenizer.token_to_id(w) for w in words]
             if None in ids:
-                raise ValueError(f"tokenizer has the phrase {name!r} but not all of {words}")
+                raise ValueError(f"tokenizer has the phrase {obj.phrase()!r} but not all of {words}")
             phrases.append(phrase)
             parts.append(ids)
         return cls(torch.tensor(phrases), torch.tensor(parts))
@@ -51,8 +50,8 @@ class ObjectTokenTie:
 
     def __call__(self, model, *args):
         """model(*args) with the tied tables (gradients reach residuals and parts)."""
-        params = dict(model.named_parameters())
-        return functional_call(model, {n: self.effective(params[n]) for n in TIED}, args)
+        tied = {n: self.effective(t) for n, t in zip(TIED, self._tables(model), strict=True)}
+        return functional_call(model, tied, args)
 
     def _tables(self, model) -> list[torch.Tensor]:
         params = dict(model.named_parameters())

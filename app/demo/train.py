@@ -231,10 +231,6 @@ def train(
     if tie is not None:  # phrase rows train as residuals over their words' rows
         (tie.to_residual if init is not None else tie.zero_residual)(model)
     forward = model if tie is None else partial(tie, model)
-
-    def save() -> None:  # a plain llada2_moe folder: phrase rows summed in (object_tokens.py)
-        with tie.materialised(model) if tie is not None else nullcontext():
-            write_folder(out, model, tokenizer, codec, defaults)
     prompts = PromptBuilder.for_model(tokenizer, config, codec)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
                          edit_thinking_rate, text_pad_weight, kept_object_weight,
@@ -242,6 +238,11 @@ def train(
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     if edit_thinking_rate > 0:
         defaults = {**defaults, "edit_thinking": True}
+
+    def save() -> None:  # a plain llada2_moe folder: phrase rows summed in (object_tokens.py)
+        with tie.materialised(model) if tie is not None else nullcontext():
+            write_folder(out, model, tokenizer, codec, defaults)
+
     model.train().requires_grad_(True)
     probe = PositionProbe(config.hidden_size, GRID_SIDE)
     probed = LayerOutput(model.model.layers[PROBE_LAYER])

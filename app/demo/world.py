@@ -627,15 +627,20 @@ def phrase_names() -> tuple[str, ...]:
     return tuple(p for p in POSITIONS if " " in p) + tuple(f"{c} background" for c in COLORS)
 
 
+def every_object() -> tuple[Obj, ...]:
+    """Every object the world can hold, in a fixed order (size, colour, shape, position)."""
+    return tuple(Obj(shape, color, size, position) for size in SIZES for color in COLORS
+                 for shape in SHAPES for position in POSITIONS)
+
+
 def object_phrase_names() -> tuple[str, ...]:
-    """Every full object phrase of a caption, "a small red circle at the top left", in a fixed
-    order (size, colour, shape, position). A tokenizer given these as phrases reads each one as
+    """Every full object phrase of a caption, "a small red circle at the top left", in
+    every_object's order. A tokenizer given these as phrases reads each one as
     a single token: the token that says what an object is also says where it is, so a canvas
     cell finds its object's colour by matching its own place in one attention hop (issue 3,
     session 13: with the caption's separate words, the colour word first had to learn its place
     from the words after it, and the cell to look for it, and neither half pays off alone)."""
-    return tuple(Obj(shape, color, size, position).phrase() for size in SIZES for color in COLORS
-                 for shape in SHAPES for position in POSITIONS)
+    return tuple(obj.phrase() for obj in every_object())
 
 
 def text_rewrites() -> tuple[tuple[str, str], ...]:
