@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from app.paths import DEFAULT_MODEL
+from app.protocol import THINKING_PARAMS
 
 
 def add_job_commands(sub) -> None:
@@ -30,17 +31,17 @@ def add_job_commands(sub) -> None:
 
     p = sub.add_parser("generate", help="text to image")
     p.add_argument("prompt")
-    p.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None,
-                   help="write a full description first, then draw it (thinking mode; default: "
-                        "the model folder's setting)")
+    thinking_option(p, "write a full description first, then draw it")
     common(p)
     p = sub.add_parser("ask", help="answer a question about an image")
     p.add_argument("image", type=Path)
     p.add_argument("question")
+    thinking_option(p, "describe the image first, then answer (the description goes to stderr)")
     common(p, image_out=False)
     p = sub.add_parser("edit", help="edit an image by instruction")
     p.add_argument("image", type=Path)
     p.add_argument("instruction")
+    thinking_option(p, "describe the edited picture first, then edit")
     common(p)
     p = sub.add_parser("inpaint", help="repaint the white area of MASK from a prompt")
     p.add_argument("image", type=Path)
@@ -60,8 +61,19 @@ def add_job_commands(sub) -> None:
     p.add_argument("-n", type=int, default=50, help="scenes per task")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     p.add_argument("--device", default="cpu")
+    thinking_option(p, "every task with or without thinking mode")
+
+
+def thinking_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None,
-                   help="text to image with or without thinking mode (default: the model's)")
+                   help=f"{what} (thinking mode; default: the model folder's setting)")
+
+
+def thinking_params(task: str, on: bool | None) -> dict:
+    """The job parameter that switches thinking mode for `task`, if `on` is given."""
+    if on is None or task not in THINKING_PARAMS:
+        return {}
+    return {THINKING_PARAMS[task]: on}
 
 
 def _load(model: Path, device: str):
@@ -76,8 +88,7 @@ def _params(args) -> dict:
         params["image_steps"] = params["text_steps"] = args.steps
     if args.temperature is not None:
         params["temperature"] = params["text_temperature"] = args.temperature
-    if getattr(args, "thinking", None) is not None:
-        params["thinking"] = args.thinking
+    params.update(thinking_params(args.command, getattr(args, "thinking", None)))
     return params
 
 
@@ -146,6 +157,8 @@ def cmd_job(args) -> int:
     spec = JobSpec(task, prompt, images=images, mask=mask, params=_params(args))
     result = run_job(pipeline, spec, _frame_writer(args.frames))
     if result.text is not None:
+        if result.thinking is not None:  # stdout stays the answer alone
+            print(f"thinking: {result.thinking}", file=sys.stderr)
         print(result.text)
     else:
         meta = {"prompt": prompt, "mode": task, "seed": result.params["seed"],
@@ -186,13 +199,15 @@ def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
         if job.get("thinking") is not None:
             if not isinstance(job["thinking"], bool):
                 raise TypeError(f"\"thinking\" must be true or false, not {job['thinking']!r}")
-            params["thinking"] = job["thinking"]
+            params.update(thinking_params(task, job["thinking"]))
         spec = JobSpec(task, text, images=images, mask=mask, params=params)
         result = pipeline.run(spec)
     except (ValueError, KeyError, TypeError) as exc:  # JobError and ImageError are ValueErrors
         return {"line": number, "error": f"{type(exc).__name__}: {exc}"}
     record = {"line": number, "task": task, "seed": result.params["seed"],
               "warnings": result.warnings}
+    if result.thinking is not None:
+        record["thinking"] = result.thinking
     if result.text is not None:
         record["text"] = result.text
     else:
@@ -200,15 +215,14 @@ def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
         _write_png(path, result.image, {"prompt": text, "mode": task,
                                         "seed": result.params["seed"]})
         record["image"] = str(path)
-        if result.thinking is not None:
-            record["thinking"] = result.thinking
     return record
 
 
 def cmd_eval(args) -> int:
     from app.demo.evaluate import evaluate, format_report
 
-    params = {} if args.thinking is None else {"thinking": args.thinking}
+    params = {} if args.thinking is None else dict.fromkeys(THINKING_PARAMS.values(),
+                                                            args.thinking)
     report = evaluate(_load(args.model, args.device), n=args.n, params=params)
     print(format_report(report))
     if args.json:

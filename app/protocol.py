@@ -27,6 +27,10 @@ PROTOCOL_VERSION = 1
 #   internal  - a bug: the message says where the log is
 FAILURE_KINDS = ("bad_input", "model", "cancelled", "crashed", "internal")
 
+# The request parameter that turns thinking mode (write a description first, then draw, edit or
+# answer after it) on or off, per task (app/engine/pipeline.py DEFAULTS).
+THINKING_PARAMS = {"generate": "thinking", "edit": "edit_thinking", "ask": "ask_thinking"}
+
 
 # ---- requests: GUI -> worker ----------------------------------------------------------------
 @dataclass

@@ -135,3 +135,23 @@ def test_generate_thinks_first_and_keeps_the_thinking_in_the_png(tmp_path):
     unmask("batch", jobs, "--out", tmp_path / "batch")
     (record,) = [json.loads(line) for line in (tmp_path / "batch" / "results.jsonl").open()]
     assert "true or false" in record["error"]
+
+
+def test_ask_and_edit_take_the_thinking_switch(tmp_path, scene_png):
+    """--thinking / --no-thinking and a batch job's "thinking" switch each task's own thinking
+    mode (ask: describe first; edit: describe the edited picture first). An answer's thinking
+    goes to stderr, so stdout stays the answer alone."""
+    _, path = scene_png
+    thought = unmask("ask", path, "what color is the circle?", "--thinking", "--seed", 1)
+    assert thought.stderr.count("thinking: ") == 1 and len(thought.stdout.splitlines()) == 1
+    plain = unmask("ask", path, "what color is the circle?", "--no-thinking", "--seed", 1)
+    assert "thinking: " not in plain.stderr and plain.stdout.strip() == "red"
+    edited = unmask("edit", path, "make the circle blue", "-o", tmp_path / "e.png", "--thinking")
+    assert edited.stdout.startswith("thinking: ")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"task": "ask", "question": "what color is the circle?",
+                                        "image": str(path), "seed": 1, "thinking": on}) + "\n"
+                            for on in (True, False)))
+    unmask("batch", jobs, "--out", tmp_path / "batch")
+    on, off = [json.loads(line) for line in (tmp_path / "batch" / "results.jsonl").open()]
+    assert isinstance(on["thinking"], str) and "thinking" not in off and off["text"] == "red"

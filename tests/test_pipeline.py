@@ -203,6 +203,37 @@ def test_edit_thinking_writes_first_then_edits_after_it(pipeline, scene_image):
     assert plain.thinking is None
 
 
+def test_answer_thinking_describes_first_then_answers_after_it(pipeline, scene_image,
+                                                             monkeypatch):
+    prompts_seen = []
+    real = pipeline._write_text
+
+    def recording(prompt, *args, **kwargs):
+        prompts_seen.append(list(prompt))
+        return real(prompt, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_write_text", recording)
+    views = []
+    result = pipeline.run(JobSpec("ask", "what color is the circle?", images=[scene_image],
+                                  params={"seed": 2, "ask_thinking": True, "thinking_steps": 4,
+                                          "thinking_length": 32, "text_steps": 4}),
+                          on_step=views.append)
+    phases = [v.phase for v in views]
+    thinking = phases.count("thinking")
+    assert thinking >= 1 and set(phases[thinking:]) == {None}
+    assert isinstance(result.thinking, str) and isinstance(result.text, str)
+    grid = pipeline._grid_of(scene_image)
+    phase1 = pipeline.prompts.understand_thinking([grid], "what color is the circle?")
+    assert prompts_seen[0] == phase1
+    # phase 2 reads phase 1, what it wrote and the eos that ended it
+    assert prompts_seen[1][: len(phase1)] == phase1
+    assert prompts_seen[1][-1] == pipeline.prompts.ids.eos
+    assert pipeline.prompts.decode_text(prompts_seen[1][len(phase1):]) == result.thinking
+    plain = pipeline.run(JobSpec("ask", "what color is the circle?", images=[scene_image],
+                                 params={"seed": 2, "text_steps": 4}))
+    assert plain.thinking is None
+
+
 def test_drawing_after_thinking_takes_its_own_guidance(pipeline, monkeypatch):
     """cfg_after_thinking: the model's default for drawings that follow a thinking; a job's own
     cfg (or cfg_after_thinking) still wins, and drawings without thinking keep cfg."""

@@ -109,6 +109,38 @@ def test_edit_thinking_writes_the_result_caption_and_edits_can_follow_it(assets)
         assert e.ids[: e.prefix_len].tolist() in (layout.prefix, layout.uncond_prefix)
 
 
+def test_answer_thinking_writes_the_caption_then_answers_after_it(assets):
+    """Our extension of thinking to questions: one sequence, the picture's caption, eos, the
+    answer. Phase 1 writes all of it; phase 2 is given the caption and writes the answer."""
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
+                         text_pad_weight=0.1)
+    rng = np.random.default_rng(8)
+    phases = set()
+    for _ in range(12):
+        mirror = copy.deepcopy(rng)
+        scene = world.sample_scene(mirror)
+        question, answer = world.sample_qa(scene, mirror)
+        e = maker.make(rng, "ask_think")
+        start = prompts.understand_thinking([maker.codes(scene)], question)
+        caption = prompts.text(world.caption(scene))
+        written = caption + [prompts.ids.eos] + prompts.text(answer)
+        assert e.ids[: len(start) + len(written)].tolist() == start + written
+        given = len(start) + (len(caption) + 1 if not e.free[len(start)] else 0)
+        phases.add(given > len(start))
+        assert not e.free[:given].any() and e.free[given:].all()
+        assert e.ids[given:].tolist()[: len(written) + len(start) - given] == (
+            written[given - len(start):])
+        # the eos between caption and answer is not padding: weight 1 up to the answer's eos
+        first_pad = len(start) + len(written) + 1
+        assert (e.weights[:first_pad] == 1).all() and (e.weights[first_pad:] == 0.1).all()
+        assert (len(e.ids) - given) % ANSWER_LENGTH == 0
+        if given > len(start):
+            assert e.ids[:given].tolist() == prompts.answer_after_thinking(
+                [maker.codes(scene)], question, caption)
+    assert phases == {False, True}
+
+
 def test_two_object_rate_sets_the_share_of_two_object_scenes(assets):
     config, tokenizer, codec, prompts = assets
     counts = {}

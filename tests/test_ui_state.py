@@ -268,10 +268,40 @@ def test_thinking_streams_into_the_chat_and_the_timeline_keeps_the_picture(loop,
     assert win.state.history.entries[-1].text == "Thinking: red circle on blue"
 
 
+def test_an_answer_after_thinking_keeps_its_thinking_in_view(loop, make_window):
+    """Answer thinking (our extension): the description streams first, then the answer below
+    it, in the bubble, in the history and when the timeline replays the answer's steps."""
+    win = make_window()
+    win.state.set_mode("chat")
+    win.prompt.set_text("what color is the circle?")
+    record = win.run()
+    stream = win.fake.last()
+    stream._push(Started(record.job_id))
+    thinking = text_steps(record.job_id)
+    for step in thinking:
+        step.phase = "thinking"
+        stream._push(step)
+    for step in text_steps(record.job_id):
+        stream._push(step)
+    settle(loop)
+    bubble = win.chat.bubbles[-1]
+    assert bubble.message.text == "Thinking: red circle on blue\n\nred circle on blue"
+    stream._push(Done(record.job_id, text="red", thinking="red circle on blue",
+                      params={"seed": 3}))
+    settle(loop)
+    assert bubble.message.text == "Thinking: red circle on blue\n\nred"
+    assert win.state.history.entries[-1].text == bubble.message.text
+    win.timeline.set_step(0)
+    shown = bubble.body.text()
+    assert shown.startswith("Thinking: red circle on blue<br><br>") and "▯" in shown
+
+
 def test_thinking_setting_is_sent_only_when_chosen(loop, make_window, tmp_path):
-    assert "thinking" not in Settings().params()
-    assert Settings(thinking="on").params()["thinking"] is True
-    assert Settings(thinking="off").params()["thinking"] is False
+    assert not {"thinking", "edit_thinking", "ask_thinking"} & set(Settings().params())
+    on, off = Settings(thinking="on").params(), Settings(thinking="off").params()
+    # one switch for every task that can think first
+    assert on["thinking"] is on["edit_thinking"] is on["ask_thinking"] is True
+    assert off["thinking"] is off["edit_thinking"] is off["ask_thinking"] is False
     win = make_window(tmp_path / "profile")
     dialog = win.open_settings()
     assert dialog.thinking.currentData() == "default"

@@ -22,7 +22,7 @@ from app.demo.scene_probe import IGNORE, NUM_SLOTS, label_images, scene_slots
 from app.engine.tasks import PromptBuilder
 
 TASK_MIX = {"generate": 0.32, "edit": 0.18, "inpaint": 0.12, "ask": 0.28, "think": 0.1,
-            "edit_think": 0.0}
+            "edit_think": 0.0, "ask_think": 0.0}
 ANSWER_LENGTH = 32  # gen_length of text answers; answers are padded with eos to this length
 BLOCK_LENGTH = 32
 # Loss weight of a text answer's eos padding after its first eos. Unweighted, the ~20 trivially
@@ -34,6 +34,9 @@ UNCOND_RATE = 0.1  # prompt dropout for classifier-free guidance
 # Share of text-to-image examples laid out as thinking mode's phase 2 (llada2_uni.md §4.4): the
 # prompt, then the full caption as the model's own thinking, then the canvas.
 THINKING_RATE = 0.5
+# Share of answer-thinking examples laid out as its phase 2 (the caption given, the answer to
+# write); the rest are phase 1, caption and answer both to write.
+ANSWER_AFTER_THINKING_RATE = 0.5
 
 
 @dataclass
@@ -214,14 +217,33 @@ class ExampleMaker:
         return self._text_example(prompt, self.prompts.text(answer), "ask", scene,
                                   answer_slots=shown)
 
+    def _ask_think(self, rng) -> Example:
+        """Answer thinking (tasks.understand_thinking): the picture's full caption, eos, then the
+        answer; in phase 2 the caption and its eos are given and only the answer is written."""
+        scene = self._scene(rng)
+        question, answer = world.sample_qa(scene, rng)
+        grids = [self.codes(scene)]
+        thinking = self._thinking(scene)
+        shown = scene_slots(scene) if self.answer_scene else None
+        if rng.random() < ANSWER_AFTER_THINKING_RATE:
+            prompt = self.prompts.answer_after_thinking(grids, question, thinking)
+            return self._text_example(prompt, self.prompts.text(answer), "ask_think", scene,
+                                      answer_slots=shown)
+        written = thinking + [self.prompts.ids.eos] + self.prompts.text(answer)
+        return self._text_example(self.prompts.understand_thinking(grids, question), written,
+                                  "ask_think", scene, answer_slots=shown)
+
     def _text_example(self, prompt: list[int], answer: list[int], kind: str,
                       scene: world.Scene | None,
                       answer_slots: np.ndarray | None = None) -> Example:
-        """A text answer padded with eos to ANSWER_LENGTH; scene: the prompt's one image (the
-        answer may end in an image header of its own: thinking, which is not labelled);
-        answer_slots: scene-probe labels of every answer position (None: unlabelled)."""
-        answer_ids = answer + [self.prompts.ids.eos] * (ANSWER_LENGTH - len(answer))
-        ids = np.array(prompt + answer_ids[:ANSWER_LENGTH], dtype=np.int64)
+        """A text answer padded with eos to ANSWER_LENGTH (or whole blocks of it, if longer);
+        scene: the prompt's one image (the answer may end in an image header of its own:
+        thinking, which is not labelled); answer_slots: scene-probe labels of every answer
+        position (None: unlabelled). The weight of padding after the first eos is
+        text_pad_weight (answer thinking's own eos, before its answer, is not padding)."""
+        length = ANSWER_LENGTH * -(-(len(answer) + 1) // ANSWER_LENGTH)
+        answer_ids = answer + [self.prompts.ids.eos] * (length - len(answer))
+        ids = np.array(prompt + answer_ids, dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prompt):] = True
         weights = np.ones(len(ids), dtype=np.float32)

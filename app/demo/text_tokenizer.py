@@ -38,6 +38,7 @@ SYSTEM_PROMPTS: dict[str, str] = {
     "edit": tasks.SYSTEM_EDIT,
     "edit_thinking": tasks.SYSTEM_EDIT_THINKING,
     "understand": tasks.SYSTEM_UNDERSTAND,
+    "understand_thinking": tasks.SYSTEM_UNDERSTAND_THINKING,
     "inpaint": tasks.SYSTEM_INPAINT,
 }
 

@@ -155,7 +155,7 @@ def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA, text_rewrites: 
     return tokenizer, codec, config
 
 
-TEXT_KINDS = ("ask", "think", "edit_think")  # batches whose output is text
+TEXT_KINDS = ("ask", "think", "edit_think", "ask_think")  # batches whose output is text
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
@@ -238,6 +238,8 @@ def train(
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     if edit_thinking_rate > 0:
         defaults = {**defaults, "edit_thinking": True}
+    if task_mix.get("ask_think", 0) > 0:  # trained to answer after its own caption
+        defaults = {**defaults, "ask_thinking": True}
 
     def save() -> None:  # a plain llada2_moe folder: phrase rows summed in (object_tokens.py)
         with tie.materialised(model) if tie is not None else nullcontext():

@@ -47,14 +47,14 @@ class StepView:
     text: str | None = None  # partial answer with placeholders for masked tokens (text tasks)
     expert_counts: np.ndarray | None = None  # int64 [moe_layers, E]
     masked: np.ndarray | None = None  # bool per output position: still masked after this step
-    phase: str | None = None  # "thinking": text written before drawing (thinking mode, §4.4)
+    phase: str | None = None  # "thinking": text written before drawing or answering (§4.4)
 
 
 @dataclass
 class JobResult:
     image: np.ndarray | None = None  # uint8 [H, W, 3] for image tasks
     text: str | None = None  # for text tasks
-    thinking: str | None = None  # text to image in thinking mode: what the model wrote first
+    thinking: str | None = None  # thinking mode (§4.4 and our extensions): what it wrote first
     tokens: np.ndarray | None = None  # the output tokens (grid codes or answer ids)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: "total", "decode", ...

@@ -38,8 +38,10 @@ DEFAULTS: dict[str, Any] = {
     # it on in `unmask_defaults` (the demo does).
     "thinking": False, "thinking_steps": 32, "thinking_length": 4096,
     "thinking_temperature": 0.0,
-    # The same two phases for edits (our extension; the reference thinks for text to image only).
-    "edit_thinking": False,
+    # The same two phases for edits and questions (our extension; the reference thinks for text
+    # to image only): an edit first writes what the edited picture shows, a question first what
+    # the picture shows.
+    "edit_thinking": False, "ask_thinking": False,
     # Guidance of the drawing after thinking (our extension; None: `cfg`, as the reference). The
     # thinking spells out the whole picture, so guidance can over-push: the demo draws one object
     # right 28/30 at 1.0 against 22/30 at its cfg 2.0. A job's own `cfg` applies to both.
@@ -183,15 +185,22 @@ class Pipeline:
         if job.task == "ask":
             if not job.images:
                 raise JobError("bad_input", "ask needs an image to ask about")
-            prompt = self.prompts.understand([self._grid_of(im) for im in job.images], job.prompt)
+            grids = [self._grid_of(im) for im in job.images]
+            prompt = self.prompts.understand(grids, job.prompt)
         else:
             prompt = self.prompts.chat(job.prompt)
+        thinking = None
+        if job.task == "ask" and params["ask_thinking"]:
+            thought, thinking = self._think(
+                self.prompts.understand_thinking(grids, job.prompt), params, on_step,
+                should_cancel, stop_ids=())
+            prompt = self.prompts.answer_after_thinking(grids, job.prompt, thought)
         tokens = self._write_text(prompt, params, on_step, should_cancel,
                                   steps=int(params["text_steps"]),
                                   length=int(params["gen_length"]),
                                   temperature=float(params["text_temperature"]))
         return JobResult(text=self.prompts.decode_text(tokens.tolist()),
-                         tokens=tokens.cpu().numpy())
+                         tokens=tokens.cpu().numpy(), thinking=thinking)
 
     def _write_text(self, prompt: list[int], params, on_step, should_cancel, *, steps: int,
                     length: int, temperature: float, stop_ids: tuple[int, ...] = (),
@@ -219,15 +228,18 @@ class Pipeline:
                 on_step(self._view(step, p, answer, text=text, phase=phase))
         return run.result()
 
-    def _think(self, prompt: list[int], params, on_step,
-               should_cancel) -> tuple[list[int], str]:
-        """Thinking mode's phase 1 (llada2_uni.md §4.4): the model's own text before it draws,
-        streamed as "thinking" steps; the thinking tokens (header and eos cut off) and text."""
+    def _think(self, prompt: list[int], params, on_step, should_cancel,
+               stop_ids: tuple[int, ...] | None = None) -> tuple[list[int], str]:
+        """Thinking mode's phase 1 (llada2_uni.md §4.4): the model's own text before it draws
+        (or answers), streamed as "thinking" steps; the thinking tokens (header and eos cut off)
+        and text. stop_ids: besides eos (None: the image header, for drawing)."""
+        if stop_ids is None:
+            stop_ids = self.prompts.thinking_stop_ids()
         tokens = self._write_text(
             prompt, params, on_step, should_cancel,
             steps=int(params["thinking_steps"]), length=int(params["thinking_length"]),
             temperature=float(params["thinking_temperature"]),
-            stop_ids=self.prompts.thinking_stop_ids(), phase="thinking",
+            stop_ids=stop_ids, phase="thinking",
         )
         thought = self.prompts.thinking_text_ids(tokens.tolist())
         return thought, self.prompts.decode_text(thought)

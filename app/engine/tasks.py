@@ -23,6 +23,9 @@ SYSTEM_EDIT = "You are an image editing assistant."
 SYSTEM_EDIT_THINKING = "You are an image editing assistant with a thinking process."
 SYSTEM_INPAINT = "You are an image inpainting assistant."
 SYSTEM_UNDERSTAND = "You are a multimodal understanding assistant."
+# Not in the reference either: a question answered in two phases, the model first writing what
+# the picture shows (its thinking, ended by eos), then the answer after it.
+SYSTEM_UNDERSTAND_THINKING = "You are a multimodal understanding assistant with a thinking process."
 SYSTEM_CHAT = "detailed thinking off"
 UNCONDITION = "<uncondition>"
 
@@ -200,6 +203,18 @@ class PromptBuilder:
         """§4.6: image blocks at the start of the message, then the question."""
         blocks = [t for grid in images for t in self.image_block(grid)]
         return self._turn(SYSTEM_UNDERSTAND, blocks + self.text(question))
+
+    def understand_thinking(self, images: list[np.ndarray], question: str) -> list[int]:
+        """Answer thinking, phase 1 (our extension): §4.6's layout after the thinking system
+        sentence; the model writes what it sees, then eos."""
+        blocks = [t for grid in images for t in self.image_block(grid)]
+        return self._turn(SYSTEM_UNDERSTAND_THINKING, blocks + self.text(question))
+
+    def answer_after_thinking(self, images: list[np.ndarray], question: str,
+                              thinking: list[int]) -> list[int]:
+        """Answer thinking, phase 2: phase 1, the thinking and the eos that ended it; the answer
+        follows. One sequence with phase 1's own, so both phases are one trained layout."""
+        return self.understand_thinking(images, question) + list(thinking) + [self.ids.eos]
 
     def chat(self, message: str) -> list[int]:
         """§4.7: the `<role>` concatenation with the default system prompt (single turn)."""

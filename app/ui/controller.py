@@ -260,7 +260,7 @@ class Studio(QObject):
                     record.add_step(event)
                     if event.text is not None:
                         text = thinking_line(event.text) if event.phase == "thinking" \
-                            else event.text
+                            else with_thinking(record.thinking, event.text)
                         self.state.conversations.update(conv_id, index, save=False, text=text)
                     self.state.worker.update(steps_per_s=record.steps_per_second())
                     self.state.run_updated.emit(record)
@@ -317,7 +317,7 @@ class Studio(QObject):
                 meta["mode"] = TASK_MODE.get(record.task, record.task)
                 state.canvas.set_image(image, meta, name=entry.image)
         else:
-            entry.text = record.text or ""
+            entry.text = with_thinking(record.thinking, record.text or "")
             state.conversations.update(conv_id, index, text=entry.text, status="done",
                                        params=entry.params)
         record.history_id = entry.id
@@ -325,8 +325,14 @@ class Studio(QObject):
 
 
 def thinking_line(thinking: str) -> str:
-    """How a drawing's thinking (thinking mode, llada2_uni.md §4.4) shows in the chat."""
+    """How thinking (thinking mode, llada2_uni.md §4.4, and our extensions to edits and
+    questions) shows in the chat."""
     return f"Thinking: {thinking}"
+
+
+def with_thinking(thinking: str | None, answer: str) -> str:
+    """An answer as the chat shows it: after the thinking that led to it, if any."""
+    return f"{thinking_line(thinking)}\n\n{answer}" if thinking else answer
 
 
 def _same_folder(a, b) -> bool:

@@ -7,6 +7,8 @@ app/ui/files.py.
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtWidgets import (
     QMainWindow,
@@ -19,7 +21,7 @@ from PySide6.QtWidgets import (
 from app.ui import actions, files
 from app.ui.canvas import CanvasView
 from app.ui.chat import ChatPanel, render_stream
-from app.ui.controller import RunError, Studio
+from app.ui.controller import RunError, Studio, thinking_line
 from app.ui.experts import ExpertPanel
 from app.ui.history import HistoryStrip
 from app.ui.prompt import PromptBox
@@ -214,7 +216,9 @@ class MainWindow(QMainWindow):
             bubble.refresh()
         else:
             previous = record.text_at(step - 1) if step > 0 else ""
-            bubble.body.setText(render_stream(record.text_at(step), previous))
+            thought = f"{html.escape(thinking_line(record.thinking))}<br><br>" \
+                if record.thinking else ""  # an answer after its thinking keeps it in view
+            bubble.body.setText(thought + render_stream(record.text_at(step), previous))
 
     # ---- settings ------------------------------------------------------------------------
     def open_settings(self) -> SettingsDialog:

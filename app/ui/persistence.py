@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from app.protocol import THINKING_PARAMS
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +89,8 @@ class Settings:
     threshold: float = float(MODEL_DEFAULT)
     temperature: float = float(MODEL_DEFAULT)
     text_temperature: float = float(MODEL_DEFAULT)
-    # Text to image: write a full description first, then draw it (thinking mode): "default"
-    # (the model folder decides), "on" or "off".
+    # Write a full description first, then draw, edit or answer after it (thinking mode, for
+    # every task that has it): "default" (the model folder decides), "on" or "off".
     thinking: str = "default"
     seed_random: bool = True
     seed: int = 1234
@@ -113,7 +115,7 @@ class Settings:
                                   if (v >= 1 if isinstance(v, int) else v >= 0)}
         params["seed"] = None if self.seed_random else self.seed
         if self.thinking in ("on", "off"):
-            params["thinking"] = self.thinking == "on"
+            params.update(dict.fromkeys(THINKING_PARAMS.values(), self.thinking == "on"))
         if self.self_correction:
             params["remask_threshold"] = self.remask_threshold
         return params

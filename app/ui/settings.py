@@ -31,8 +31,8 @@ from app.ui.persistence import Settings
 
 RELOAD_FIELDS = ("model_path", "device", "gpu_budget_gib", "int8_cpu_experts")
 # Settings.thinking values and their labels.
-THINKING_CHOICES = (("model default", "default"), ("yes: describe, then draw", "on"),
-                    ("no: draw from the prompt", "off"))
+THINKING_CHOICES = (("model default", "default"), ("yes: describe first", "on"),
+                    ("no: draw or answer at once", "off"))
 
 
 def check_model_folder(path: str) -> str | None:
@@ -119,8 +119,9 @@ class SettingsDialog(QDialog):
             self.thinking.addItem(label, value)
         self.thinking.setCurrentIndex(max(0, self.thinking.findData(s.thinking)))
         self.thinking.setToolTip("Thinking mode: the model first writes a full description of "
-                                 "the picture (choosing what the prompt leaves open), then "
-                                 "draws it.")
+                                 "the picture to draw (choosing what the prompt leaves open), "
+                                 "of the edited picture, or of the picture asked about, then "
+                                 "draws, edits or answers after it.")
         self.seed_random = QCheckBox("random seed each run")
         self.seed_random.setChecked(s.seed_random)
         self.seed = _spin(0, 2**31 - 1, s.seed)

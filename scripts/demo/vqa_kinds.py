@@ -4,9 +4,11 @@ and the answers a yes/no or count question got (a model that answers one word wh
 picture scores about half on them).
 
     .venv/bin/python scripts/demo/vqa_kinds.py MODEL_DIR N      # N scenes per kind
+    .venv/bin/python scripts/demo/vqa_kinds.py MODEL_DIR N '{"ask_thinking": false}'
 """
 
 import collections
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ SEED = 2_000_017
 def main() -> None:
     pipeline = Pipeline.load(sys.argv[1])
     n = int(sys.argv[2])
+    params = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     rng = np.random.default_rng(SEED)
     right, asked = collections.Counter(), collections.Counter()
     wrong = collections.defaultdict(list)
@@ -35,13 +38,16 @@ def main() -> None:
                 question, answer = world.sample_qa(scene, rng, kind)
             except ValueError:  # no unambiguous question of this kind for the scene
                 continue
-            got = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
-                                       params={"seed": i})).text
+            result = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
+                                          params={**params, "seed": i}))
+            got = result.text
             asked[kind] += 1
             right[kind] += got == answer
             given[kind][got] += 1
             if got != answer and len(wrong[kind]) < 3:
-                wrong[kind].append(f"{question!r}: {got!r} != {answer!r} [{world.caption(scene)}]")
+                thought = "" if result.thinking is None else f" (thinking {result.thinking!r})"
+                wrong[kind].append(f"{question!r}: {got!r} != {answer!r}{thought} "
+                                   f"[{world.caption(scene)}]")
     for kind in world.QA_KINDS:
         print(f"{kind:18} {right[kind]}/{asked[kind]}")
         for line in wrong[kind]:
