@@ -190,29 +190,48 @@ def test_thinking_text_ends_at_the_image_header_or_eos(pipeline):
     assert uncond == prompts.thinking_prompt("<uncondition>") + header
 
 
-def test_edit_thinking_writes_first_then_edits_after_it(pipeline, scene_image):
+@pytest.fixture
+def prompts_written(pipeline, monkeypatch):
+    """Every prompt the pipeline decodes text after, in order, with what was written."""
+    seen = []
+    real = pipeline._write_text
+
+    def recording(prompt, *args, **kwargs):
+        tokens = real(prompt, *args, **kwargs)
+        seen.append((list(prompt), pipeline.prompts.thinking_text_ids(tokens.tolist())))
+        return tokens
+
+    monkeypatch.setattr(pipeline, "_write_text", recording)
+    return seen
+
+
+def test_edit_thinking_describes_rewrites_then_draws_the_rewrite(pipeline, scene_image,
+                                                                 prompts_written):
     views = []
     result = pipeline.run(JobSpec("edit", "make the circle blue", images=[scene_image], params={
         "seed": 2, "edit_thinking": True, "thinking_steps": 4, "thinking_length": 32,
         "image_steps": 3, "image_schedule": "canvas"}), on_step=views.append)
-    thinking = [v.phase for v in views].count("thinking")
-    assert thinking >= 1 and [v.phase for v in views][thinking:] == [None] * 3
-    assert isinstance(result.thinking, str) and result.image.shape == (64, 64, 3)
+    phases = [v.phase for v in views]
+    thinking = phases.count("thinking")
+    assert thinking >= 2 and phases[thinking:] == [None] * 3
+    prompts = pipeline.prompts
+    (describe, described), (rewrite, _) = prompts_written
+    assert describe == prompts.describe([pipeline._grid_of(scene_image)])
+    description, edited = result.thinking.split(" → ")
+    assert prompts.decode_text(described) == description
+    # the text step reads the description and the instruction, not the image
+    assert rewrite == prompts.rewrite_description("make the circle blue", described)
+    assert prompts.ids.boi not in rewrite
+    last = [v for v in views if v.phase == "thinking"][-1]
+    assert last.text.startswith(f"{description} → ")  # the description stays in view
+    assert isinstance(edited, str) and result.image.shape == (64, 64, 3)
     plain = pipeline.run(JobSpec("edit", "make the circle blue", images=[scene_image],
                                  params={"seed": 2, "image_steps": 3}))
     assert plain.thinking is None
 
 
-def test_answer_thinking_describes_first_then_answers_after_it(pipeline, scene_image,
-                                                             monkeypatch):
-    prompts_seen = []
-    real = pipeline._write_text
-
-    def recording(prompt, *args, **kwargs):
-        prompts_seen.append(list(prompt))
-        return real(prompt, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "_write_text", recording)
+def test_answer_thinking_describes_first_then_answers_from_the_description(
+        pipeline, scene_image, prompts_written):
     views = []
     result = pipeline.run(JobSpec("ask", "what color is the circle?", images=[scene_image],
                                   params={"seed": 2, "ask_thinking": True, "thinking_steps": 4,
@@ -222,13 +241,12 @@ def test_answer_thinking_describes_first_then_answers_after_it(pipeline, scene_i
     thinking = phases.count("thinking")
     assert thinking >= 1 and set(phases[thinking:]) == {None}
     assert isinstance(result.thinking, str) and isinstance(result.text, str)
-    grid = pipeline._grid_of(scene_image)
-    phase1 = pipeline.prompts.understand_thinking([grid], "what color is the circle?")
-    assert prompts_seen[0] == phase1
-    # phase 2 reads phase 1, what it wrote and the eos that ended it
-    assert prompts_seen[1][: len(phase1)] == phase1
-    assert prompts_seen[1][-1] == pipeline.prompts.ids.eos
-    assert pipeline.prompts.decode_text(prompts_seen[1][len(phase1):]) == result.thinking
+    prompts = pipeline.prompts
+    (describe, described), (answer, _) = prompts_written
+    assert describe == prompts.describe([pipeline._grid_of(scene_image)])
+    assert prompts.decode_text(described) == result.thinking
+    assert answer == prompts.answer_from_description("what color is the circle?", described)
+    assert prompts.ids.boi not in answer
     plain = pipeline.run(JobSpec("ask", "what color is the circle?", images=[scene_image],
                                  params={"seed": 2, "text_steps": 4}))
     assert plain.thinking is None

@@ -80,65 +80,37 @@ def test_a_thinking_batch_gives_the_grid_probe_nothing_to_learn(assets):
     loss.backward()
 
 
-def test_edit_thinking_writes_the_result_caption_and_edits_can_follow_it(assets):
-    """Our extension of thinking to edits: phase 1 sees the source image and the instruction and
-    writes the edited picture's caption; phase 2 draws after it, the source still in view."""
+def test_edit_and_answer_thinking_are_text_steps_from_the_pictures_description(assets):
+    """Our extension of thinking to edits and questions: from the picture's description (its
+    caption, as the model writes it for "describe the image"), an edit writes the edited
+    picture's description and a question its answer. Text only: no image block."""
     config, tokenizer, codec, prompts = assets
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
-                         edit_thinking_rate=1.0)
+                         text_pad_weight=0.1, answer_scene=True)
     rng = np.random.default_rng(7)
-    for _ in range(8):
-        mirror = copy.deepcopy(rng)
-        scene = world.sample_scene(mirror)
-        instruction, target = world.sample_edit(scene, mirror)
-        e = maker.make(rng, "edit_think")
-        source = maker.codes(scene)
-        start = prompts.edit_thinking_prompt(source, instruction)
-        answer = prompts.text(world.caption(target)) + prompts.image_header(16, 16)
-        assert e.ids[: len(start) + len(answer)].tolist() == start + answer
-        assert e.free.sum() == ANSWER_LENGTH
-        labelled = (e.scene != IGNORE).any(-1)  # the source image only, not the answer's header
-        assert labelled.sum() == CELLS and not labelled[len(start):].any()
-    for _ in range(8):
-        mirror = copy.deepcopy(rng)
-        scene = world.sample_scene(mirror)
-        instruction, target = world.sample_edit(scene, mirror)
-        e = maker.make(rng, "edit")
-        layout = prompts.edit_after_thinking(maker.codes(scene), instruction,
-                                             prompts.text(world.caption(target)))
-        assert e.ids[: e.prefix_len].tolist() in (layout.prefix, layout.uncond_prefix)
-
-
-def test_answer_thinking_writes_the_caption_then_answers_after_it(assets):
-    """Our extension of thinking to questions: one sequence, the picture's caption, eos, the
-    answer. Phase 1 writes all of it; phase 2 is given the caption and writes the answer."""
-    config, tokenizer, codec, prompts = assets
-    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
-                         text_pad_weight=0.1)
-    rng = np.random.default_rng(8)
-    phases = set()
-    for _ in range(12):
-        mirror = copy.deepcopy(rng)
-        scene = world.sample_scene(mirror)
-        question, answer = world.sample_qa(scene, mirror)
-        e = maker.make(rng, "ask_think")
-        start = prompts.understand_thinking([maker.codes(scene)], question)
-        caption = prompts.text(world.caption(scene))
-        written = caption + [prompts.ids.eos] + prompts.text(answer)
-        assert e.ids[: len(start) + len(written)].tolist() == start + written
-        given = len(start) + (len(caption) + 1 if not e.free[len(start)] else 0)
-        phases.add(given > len(start))
-        assert not e.free[:given].any() and e.free[given:].all()
-        assert e.ids[given:].tolist()[: len(written) + len(start) - given] == (
-            written[given - len(start):])
-        # the eos between caption and answer is not padding: weight 1 up to the answer's eos
-        first_pad = len(start) + len(written) + 1
-        assert (e.weights[:first_pad] == 1).all() and (e.weights[first_pad:] == 0.1).all()
-        assert (len(e.ids) - given) % ANSWER_LENGTH == 0
-        if given > len(start):
-            assert e.ids[:given].tolist() == prompts.answer_after_thinking(
-                [maker.codes(scene)], question, caption)
-    assert phases == {False, True}
+    eos = prompts.ids.eos
+    for kind in ("edit_think", "ask_think"):
+        for _ in range(6):
+            mirror = copy.deepcopy(rng)
+            scene = world.sample_scene(mirror)
+            described = prompts.text(world.caption(scene))
+            if kind == "edit_think":
+                instruction, target = world.sample_edit(scene, mirror)
+                start = prompts.rewrite_description(instruction, described)
+                written = prompts.text(world.caption(target))
+            else:
+                question, answer = world.sample_qa(scene, mirror)
+                start = prompts.answer_from_description(question, described)
+                written = prompts.text(answer)
+            e = maker.make(rng, kind)
+            assert e.kind == kind and prompts.ids.boi not in e.ids.tolist()
+            assert described[0] in start and eos not in start
+            assert e.ids.tolist() == start + written + [eos] * (ANSWER_LENGTH - len(written))
+            assert e.free.tolist() == [False] * len(start) + [True] * ANSWER_LENGTH
+            assert (e.weights[len(start) + len(written) + 1:] == 0.1).all()
+            # the scene probe labels the answer with the scene it states or is about
+            labelled = (e.scene != IGNORE).any(-1)
+            assert labelled[len(start):].all() and not labelled[:len(start)].any()
 
 
 def test_two_object_rate_sets_the_share_of_two_object_scenes(assets):

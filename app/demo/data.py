@@ -34,9 +34,6 @@ UNCOND_RATE = 0.1  # prompt dropout for classifier-free guidance
 # Share of text-to-image examples laid out as thinking mode's phase 2 (llada2_uni.md §4.4): the
 # prompt, then the full caption as the model's own thinking, then the canvas.
 THINKING_RATE = 0.5
-# Share of answer-thinking examples laid out as its phase 2 (the caption given, the answer to
-# write); the rest are phase 1, caption and answer both to write.
-ANSWER_AFTER_THINKING_RATE = 0.5
 
 
 @dataclass
@@ -55,14 +52,12 @@ class Example:
 
 class ExampleMaker:
     def __init__(self, prompts: PromptBuilder, codec, text_vocab: int,
-                 image_layout: str = "blocks", edit_thinking_rate: float = 0.0,
+                 image_layout: str = "blocks",
                  text_pad_weight: float = TEXT_PAD_WEIGHT, kept_object_weight: float = 1.0,
                  changed_cell_weight: float = 1.0, answer_scene: bool = False,
                  two_object_rate: float | None = None):
         """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
         whole canvas one segment after the prefix: MaskGIT-style decoding, for collate).
-        edit_thinking_rate: share of edits laid out as edit thinking's phase 2 (the result's
-        caption before the canvas); 0 draws no random number for it.
         text_pad_weight: loss weight of text answers' padding after the first eos.
         answer_scene: the scene probe also labels text answers' positions: a thinking answer
         with the scene its prompt states, a question's answer with its image's scene.
@@ -72,7 +67,6 @@ class ExampleMaker:
             raise ValueError(f"image_layout must be 'blocks' or 'canvas', not {image_layout!r}")
         self.prompts, self.codec, self.text_vocab = prompts, codec, text_vocab
         self.image_layout = image_layout
-        self.edit_thinking_rate = edit_thinking_rate
         self.text_pad_weight = text_pad_weight
         # Edits: loss weight of output cells that keep a source object's code (copying rewarded
         # at the output; app/demo/copy_head.py found an early head's copy goes unused).
@@ -164,10 +158,7 @@ class ExampleMaker:
         scene = self._scene(rng)
         instruction, target = world.sample_edit(scene, rng)
         source = self.codes(scene)
-        if self.edit_thinking_rate and rng.random() < self.edit_thinking_rate:
-            layout = self.prompts.edit_after_thinking(source, instruction, self._thinking(target))
-        else:
-            layout = self.prompts.edit(source, instruction)
+        layout = self.prompts.edit(source, instruction)
         all_cells = np.ones((self.side, self.side), dtype=bool)
         prefix, uncond = self._prefix(layout, rng)
         slots = [scene_slots(scene), None if uncond else scene_slots(target)]
@@ -202,12 +193,15 @@ class ExampleMaker:
                                   answer_slots=stated)
 
     def _edit_think(self, rng) -> Example:
-        """Edit thinking's phase 1 (tasks.edit_thinking_prompt): from the source image and the
-        instruction, the edited picture's full caption, then the image header."""
+        """Edit thinking's text step (tasks.rewrite_description): from the instruction and the
+        picture's description, the edited picture's description. Text only: the picture was
+        read into its description (the "describe the image" question teaches that)."""
         scene = self._scene(rng)
         instruction, target = world.sample_edit(scene, rng)
-        prompt = self.prompts.edit_thinking_prompt(self.codes(scene), instruction)
-        return self._text_example(prompt, self._thinking_answer(target), "edit_think", scene)
+        prompt = self.prompts.rewrite_description(instruction, self._thinking(scene))
+        shown = scene_slots(target) if self.answer_scene else None
+        return self._text_example(prompt, self._thinking(target), "edit_think", None,
+                                  answer_slots=shown)
 
     def _ask(self, rng) -> Example:
         scene = self._scene(rng)
@@ -218,20 +212,14 @@ class ExampleMaker:
                                   answer_slots=shown)
 
     def _ask_think(self, rng) -> Example:
-        """Answer thinking (tasks.understand_thinking): the picture's full caption, eos, then the
-        answer; in phase 2 the caption and its eos are given and only the answer is written."""
+        """Answer thinking's text step (tasks.answer_from_description): from the question and
+        the picture's description, the answer. Text only, like `_edit_think`."""
         scene = self._scene(rng)
         question, answer = world.sample_qa(scene, rng)
-        grids = [self.codes(scene)]
-        thinking = self._thinking(scene)
+        prompt = self.prompts.answer_from_description(question, self._thinking(scene))
         shown = scene_slots(scene) if self.answer_scene else None
-        if rng.random() < ANSWER_AFTER_THINKING_RATE:
-            prompt = self.prompts.answer_after_thinking(grids, question, thinking)
-            return self._text_example(prompt, self.prompts.text(answer), "ask_think", scene,
-                                      answer_slots=shown)
-        written = thinking + [self.prompts.ids.eos] + self.prompts.text(answer)
-        return self._text_example(self.prompts.understand_thinking(grids, question), written,
-                                  "ask_think", scene, answer_slots=shown)
+        return self._text_example(prompt, self.prompts.text(answer), "ask_think", None,
+                                  answer_slots=shown)
 
     def _text_example(self, prompt: list[int], answer: list[int], kind: str,
                       scene: world.Scene | None,

@@ -172,7 +172,7 @@ def train(
     schedule_steps: int | None = None, hard_cell_weight: float = HARD_CELL_WEIGHT,
     image_layout: str = "blocks", rope_theta: float = GRID_ROPE_THETA,
     position_aux: float = POSITION_AUX, scene_aux: float = SCENE_AUX,
-    binding_aux: float = BINDING_AUX, edit_thinking_rate: float = 0.0,
+    binding_aux: float = BINDING_AUX,
     text_pad_weight: float = TEXT_PAD_WEIGHT, copy_aux: float = 0.0, copy_readout: float = 0.0,
     kept_object_weight: float = 1.0, changed_cell_weight: float = 1.0,
     text_rewrites: bool = True, text_mask_schedule: str | None = None,
@@ -191,8 +191,6 @@ def train(
     changed_cell_weight: loss weight of edit output cells whose code the edit changes.
     copy_readout: weight of the copy head's read-out loss (its output must name the source
     code, app/demo/copy_head.py); needs the copy head.
-    edit_thinking_rate: share of edits laid out after a thinking caption (train the phase-1
-    text with the "edit_think" task); above 0 the folder's defaults turn edit thinking on.
     text_rewrites: give the tokenizer the world's text rewrites (world.text_rewrites: "background
     to orange" reads the "orange background" token); with `init`, added to its tokenizer (ids
     unchanged); off, a fresh tokenizer has none and an init one is left as it is.
@@ -233,12 +231,14 @@ def train(
     forward = model if tie is None else partial(tie, model)
     prompts = PromptBuilder.for_model(tokenizer, config, codec)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
-                         edit_thinking_rate, text_pad_weight, kept_object_weight,
+                         text_pad_weight, kept_object_weight,
                          changed_cell_weight, answer_scene, two_object_rate)
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
-    if edit_thinking_rate > 0:
+    # Trained to rewrite a description by an instruction, or to answer from one: edits and
+    # questions think first (describe, then that text step) by default.
+    if task_mix.get("edit_think", 0) > 0:
         defaults = {**defaults, "edit_thinking": True}
-    if task_mix.get("ask_think", 0) > 0:  # trained to answer after its own caption
+    if task_mix.get("ask_think", 0) > 0:
         defaults = {**defaults, "ask_thinking": True}
 
     def save() -> None:  # a plain llada2_moe folder: phrase rows summed in (object_tokens.py)
@@ -353,7 +353,7 @@ def train(
                "init": str(init) if init else None, "mask_schedule": mask_schedule,
                "text_mask_schedule": text_mask_schedule,
                "position_aux": position_aux, "scene_aux": scene_aux, "binding_aux": binding_aux,
-               "edit_thinking_rate": edit_thinking_rate, "text_pad_weight": text_pad_weight,
+               "text_pad_weight": text_pad_weight,
                "copy_aux": copy_aux, "copy_readout": copy_readout,
                "kept_object_weight": kept_object_weight,
                "changed_cell_weight": changed_cell_weight,
@@ -475,9 +475,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--binding-aux", type=float, default=BINDING_AUX,
                         help="weight of the auxiliary loss that makes every output-canvas cell "
                              "name the object whose place holds it (0: off)")
-    parser.add_argument("--edit-thinking-rate", type=float, default=0.0,
-                        help="share of edits drawn after the result's caption (edit thinking; "
-                             "add edit_think to --task-mix to train writing it)")
     parser.add_argument("--copy-aux", type=float, default=0.0,
                         help="weight of the loss that makes one layer-2 head of every edit's "
                              "output cell look at the same source cell (0: off; canvas layout)")
@@ -515,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
           task_mix=args.task_mix, image_layout=args.image_layout, rope_theta=args.rope_theta,
           code_init=not args.no_code_init, position_aux=args.position_aux,
           scene_aux=args.scene_aux, binding_aux=args.binding_aux,
-          edit_thinking_rate=args.edit_thinking_rate, text_pad_weight=args.text_pad_weight,
+          text_pad_weight=args.text_pad_weight,
           copy_aux=args.copy_aux, copy_readout=args.copy_readout,
           kept_object_weight=args.kept_object_weight,
           changed_cell_weight=args.changed_cell_weight,

@@ -25,6 +25,7 @@ from app.engine.sampler import BlockDiffusionScheduler, CanvasScheduler
 from app.engine.tasks import Layout, PromptBuilder
 
 MASK_PLACEHOLDER = "▯"
+EDIT_ARROW = "→"  # edit thinking's text: the picture's description → the edited one
 PREVIEW_MASK_RGB = (96, 96, 96)
 
 DEFAULTS: dict[str, Any] = {
@@ -191,10 +192,8 @@ class Pipeline:
             prompt = self.prompts.chat(job.prompt)
         thinking = None
         if job.task == "ask" and params["ask_thinking"]:
-            thought, thinking = self._think(
-                self.prompts.understand_thinking(grids, job.prompt), params, on_step,
-                should_cancel, stop_ids=())
-            prompt = self.prompts.answer_after_thinking(grids, job.prompt, thought)
+            thought, thinking = self._describe(grids, params, on_step, should_cancel)
+            prompt = self.prompts.answer_from_description(job.prompt, thought)
         tokens = self._write_text(prompt, params, on_step, should_cancel,
                                   steps=int(params["text_steps"]),
                                   length=int(params["gen_length"]),
@@ -204,8 +203,9 @@ class Pipeline:
 
     def _write_text(self, prompt: list[int], params, on_step, should_cancel, *, steps: int,
                     length: int, temperature: float, stop_ids: tuple[int, ...] = (),
-                    phase: str | None = None) -> torch.Tensor:
-        """Block-diffusion text after `prompt` (spec §5.2), a text view per step; the tokens."""
+                    phase: str | None = None, lead: str = "") -> torch.Tensor:
+        """Block-diffusion text after `prompt` (spec §5.2), a text view per step (after
+        `lead`); the tokens."""
         ids = self.prompts.ids
         scheduler = BlockDiffusionScheduler(
             int(params["block_length"]), float(params["threshold"]), temperature,
@@ -224,25 +224,33 @@ class Pipeline:
                 shown = int(step.window[-1]) + 1 - p  # the end of the block this step decoded
                 if not bool((run.sequence[step.window] == ids.mask).any()):
                     shown += run.block_length  # that block is done: the next one comes next
-                text = self._partial_text(answer[:shown], stop_ids)
+                text = lead + self._partial_text(answer[:shown], stop_ids)
                 on_step(self._view(step, p, answer, text=text, phase=phase))
         return run.result()
 
     def _think(self, prompt: list[int], params, on_step, should_cancel,
-               stop_ids: tuple[int, ...] | None = None) -> tuple[list[int], str]:
+               stop_ids: tuple[int, ...] | None = None, lead: str = "") -> tuple[list[int], str]:
         """Thinking mode's phase 1 (llada2_uni.md §4.4): the model's own text before it draws
-        (or answers), streamed as "thinking" steps; the thinking tokens (header and eos cut off)
-        and text. stop_ids: besides eos (None: the image header, for drawing)."""
+        (or answers), streamed as "thinking" steps after `lead` (thinking already written);
+        the thinking tokens (header and eos cut off) and text. stop_ids: besides eos (None: the
+        image header, for drawing)."""
         if stop_ids is None:
             stop_ids = self.prompts.thinking_stop_ids()
         tokens = self._write_text(
             prompt, params, on_step, should_cancel,
             steps=int(params["thinking_steps"]), length=int(params["thinking_length"]),
             temperature=float(params["thinking_temperature"]),
-            stop_ids=stop_ids, phase="thinking",
+            stop_ids=stop_ids, phase="thinking", lead=lead,
         )
         thought = self.prompts.thinking_text_ids(tokens.tolist())
         return thought, self.prompts.decode_text(thought)
+
+    def _describe(self, grids: list[np.ndarray], params, on_step,
+                  should_cancel) -> tuple[list[int], str]:
+        """Where edit and answer thinking start: the model's own description of the picture
+        (tasks.describe), streamed as thinking."""
+        return self._think(self.prompts.describe(grids), params, on_step, should_cancel,
+                           stop_ids=())
 
     def _partial_text(self, answer: torch.Tensor, stop_ids: tuple[int, ...] = ()) -> str:
         """The answer so far, a placeholder per masked token. Callers pass it up to the end of
@@ -275,9 +283,8 @@ class Pipeline:
             source = self._fit(job.images[0])
             grid = codec.encode(source)
             if job.task == "edit" and params["edit_thinking"]:
-                thought, thinking = self._think(self.prompts.edit_thinking_prompt(grid, job.prompt),
-                                                params, on_step, should_cancel)
-                layout = self.prompts.edit_after_thinking(grid, job.prompt, thought)
+                layout, thinking = self._edit_thinking(grid, job.prompt, params, on_step,
+                                                       should_cancel)
             elif job.task == "edit":
                 layout = self.prompts.edit(grid, job.prompt)
             else:
@@ -298,6 +305,18 @@ class Pipeline:
             image = np.where(pixel_mask[..., None], image, source)
         return JobResult(image=image, tokens=codes.reshape(side, side), thinking=thinking,
                          timings={"decode": time.perf_counter() - start})
+
+    def _edit_thinking(self, grid: np.ndarray, instruction: str, params, on_step,
+                       should_cancel) -> tuple[Layout, str]:
+        """Edit thinking (tasks.py): describe the picture, rewrite the description by the
+        instruction, then draw the rewritten one as text to image after thinking. The layout
+        to draw and the thinking text ("description → edited description")."""
+        described, description = self._describe([grid], params, on_step, should_cancel)
+        lead = f"{description} {EDIT_ARROW} "
+        edited, result = self._think(self.prompts.rewrite_description(instruction, described),
+                                     params, on_step, should_cancel, stop_ids=(), lead=lead)
+        h, w = grid.shape
+        return self.prompts.thinking_to_image(result, edited, h, w), lead + result
 
     @staticmethod
     def _cfg_after_thinking(job: JobSpec, params) -> float:

@@ -18,14 +18,17 @@ from tokenizers import Tokenizer
 SYSTEM_T2I = "You are a text-to-image generation assistant."
 SYSTEM_T2I_THINKING = "You are a text-to-image generation assistant with a thinking process."
 SYSTEM_EDIT = "You are an image editing assistant."
-# Not in the reference (its thinking mode is text-to-image only, §4.4): the same two phases for
-# edits, so a model can first write what the edited picture shows, then draw it.
+# Not in the reference (its thinking mode is text-to-image only, §4.4): thinking for edits and
+# questions. Both start from the model's own description of the picture (§4.6 with
+# DESCRIBE_REQUEST); an edit then rewrites the description by the instruction and draws the
+# result as text to image after thinking (§4.4 phase 2); a question is answered from the
+# description. The two middle steps are text only.
 SYSTEM_EDIT_THINKING = "You are an image editing assistant with a thinking process."
+DESCRIBE_REQUEST = "Describe the image"
 SYSTEM_INPAINT = "You are an image inpainting assistant."
 SYSTEM_UNDERSTAND = "You are a multimodal understanding assistant."
-# Not in the reference either: a question answered in two phases, the model first writing what
-# the picture shows (its thinking, ended by eos), then the answer after it.
-SYSTEM_UNDERSTAND_THINKING = "You are a multimodal understanding assistant with a thinking process."
+SYSTEM_UNDERSTAND_THINKING = (
+    "You are a multimodal understanding assistant with a thinking process.")
 SYSTEM_CHAT = "detailed thinking off"
 UNCONDITION = "<uncondition>"
 
@@ -150,19 +153,22 @@ class PromptBuilder:
         return self._after_thinking(self.thinking_prompt(prompt), thinking,
                                     self._turn(SYSTEM_T2I_THINKING, self.text(UNCONDITION)), h, w)
 
-    def edit_thinking_prompt(self, source: np.ndarray, instruction: str) -> list[int]:
-        """Edit thinking, phase 1 (our extension of §4.4 to §4.5's layout): the source image
-        block and the instruction after the edit-thinking system sentence."""
-        return self._turn(SYSTEM_EDIT_THINKING, self.image_block(source) + self.text(instruction))
+    def describe(self, images: list[np.ndarray]) -> list[int]:
+        """What edit and answer thinking start from: §4.6 asking for a description."""
+        return self.understand(images, DESCRIBE_REQUEST)
 
-    def edit_after_thinking(self, source: np.ndarray, instruction: str,
-                            thinking: list[int]) -> Layout:
-        """Edit thinking, phase 2: phase 1, the thinking, the header of the source's grid; the
-        unconditional branch keeps the source image (§4.5's uncond-text branch)."""
-        h, w = source.shape
-        uncond = self._turn(SYSTEM_EDIT_THINKING, self.image_block(source) + self.text(UNCONDITION))
-        return self._after_thinking(self.edit_thinking_prompt(source, instruction), thinking,
-                                    uncond, h, w)
+    def rewrite_description(self, instruction: str, description: list[int]) -> list[int]:
+        """Edit thinking's text step: §4.5's layout with the picture's description where the
+        image block stands; the model writes the edited picture's description (then eos),
+        which is drawn with `thinking_to_image`. (The description sits in the message, not
+        after an eos in the answer: text after eos taught the demo model that eos is followed
+        by more text, and its answers stopped ending, issue 3.)"""
+        return self._turn(SYSTEM_EDIT_THINKING, list(description) + self.text(instruction))
+
+    def answer_from_description(self, question: str, description: list[int]) -> list[int]:
+        """Answer thinking's text step: §4.6's layout with the picture's description where the
+        image block stands; the model writes the answer."""
+        return self._turn(SYSTEM_UNDERSTAND_THINKING, list(description) + self.text(question))
 
     def _after_thinking(self, phase1: list[int], thinking: list[int], uncond_turn: list[int],
                         h: int, w: int) -> Layout:
@@ -203,18 +209,6 @@ class PromptBuilder:
         """§4.6: image blocks at the start of the message, then the question."""
         blocks = [t for grid in images for t in self.image_block(grid)]
         return self._turn(SYSTEM_UNDERSTAND, blocks + self.text(question))
-
-    def understand_thinking(self, images: list[np.ndarray], question: str) -> list[int]:
-        """Answer thinking, phase 1 (our extension): §4.6's layout after the thinking system
-        sentence; the model writes what it sees, then eos."""
-        blocks = [t for grid in images for t in self.image_block(grid)]
-        return self._turn(SYSTEM_UNDERSTAND_THINKING, blocks + self.text(question))
-
-    def answer_after_thinking(self, images: list[np.ndarray], question: str,
-                              thinking: list[int]) -> list[int]:
-        """Answer thinking, phase 2: phase 1, the thinking and the eos that ended it; the answer
-        follows. One sequence with phase 1's own, so both phases are one trained layout."""
-        return self.understand_thinking(images, question) + list(thinking) + [self.ids.eos]
 
     def chat(self, message: str) -> list[int]:
         """§4.7: the `<role>` concatenation with the default system prompt (single turn)."""

@@ -150,7 +150,7 @@ class SettingsDialog(QDialog):
         form2.addRow("Confidence threshold", self.threshold)
         form2.addRow("Image temperature", self.temperature)
         form2.addRow("Text temperature", self.text_temperature)
-        form2.addRow("Think before drawing", self.thinking)
+        form2.addRow("Think first", self.thinking)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed_random)
         seed_row.addWidget(self.seed)
