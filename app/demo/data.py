@@ -227,8 +227,7 @@ class ExampleMaker:
         """A text answer padded with eos to ANSWER_LENGTH (or whole blocks of it, if longer);
         scene: the prompt's one image (the answer may end in an image header of its own:
         thinking, which is not labelled); answer_slots: scene-probe labels of every answer
-        position (None: unlabelled). The weight of padding after the first eos is
-        text_pad_weight (answer thinking's own eos, before its answer, is not padding)."""
+        position (None: unlabelled). Padding after the first eos weighs text_pad_weight."""
         length = ANSWER_LENGTH * -(-(len(answer) + 1) // ANSWER_LENGTH)
         answer_ids = answer + [self.prompts.ids.eos] * (length - len(answer))
         ids = np.array(prompt + answer_ids, dtype=np.int64)

@@ -39,9 +39,9 @@ DEFAULTS: dict[str, Any] = {
     # it on in `unmask_defaults` (the demo does).
     "thinking": False, "thinking_steps": 32, "thinking_length": 4096,
     "thinking_temperature": 0.0,
-    # The same two phases for edits and questions (our extension; the reference thinks for text
-    # to image only): an edit first writes what the edited picture shows, a question first what
-    # the picture shows.
+    # Thinking for edits and questions (our extension; the reference thinks for text to image
+    # only): both first describe the picture; an edit then rewrites the description and draws
+    # it, a question is answered from it (app/engine/tasks.py).
     "edit_thinking": False, "ask_thinking": False,
     # Guidance of the drawing after thinking (our extension; None: `cfg`, as the reference). The
     # thinking spells out the whole picture, so guidance can over-push: the demo draws one object
