@@ -248,9 +248,14 @@ class Pipeline:
     def _describe(self, grids: list[np.ndarray], params, on_step,
                   should_cancel) -> tuple[list[int], str]:
         """Where edit and answer thinking start: the model's own description of the picture
-        (tasks.describe), streamed as thinking."""
-        return self._think(self.prompts.describe(grids), params, on_step, should_cancel,
-                           stop_ids=())
+        (tasks.describe), streamed as thinking; decoded as any answer (text_steps,
+        text_temperature, gen_length), so it is what asking "Describe the image" answers."""
+        tokens = self._write_text(
+            self.prompts.describe(grids), params, on_step, should_cancel,
+            steps=int(params["text_steps"]), length=int(params["gen_length"]),
+            temperature=float(params["text_temperature"]), phase="thinking")
+        thought = self.prompts.thinking_text_ids(tokens.tolist())
+        return thought, self.prompts.decode_text(thought)
 
     def _partial_text(self, answer: torch.Tensor, stop_ids: tuple[int, ...] = ()) -> str:
         """The answer so far, a placeholder per masked token. Callers pass it up to the end of
