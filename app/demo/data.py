@@ -224,13 +224,11 @@ class ExampleMaker:
     def _text_example(self, prompt: list[int], answer: list[int], kind: str,
                       scene: world.Scene | None,
                       answer_slots: np.ndarray | None = None) -> Example:
-        """A text answer padded with eos to ANSWER_LENGTH (or whole blocks of it, if longer);
-        scene: the prompt's one image (the answer may end in an image header of its own:
-        thinking, which is not labelled); answer_slots: scene-probe labels of every answer
-        position (None: unlabelled). Padding after the first eos weighs text_pad_weight."""
-        length = ANSWER_LENGTH * -(-(len(answer) + 1) // ANSWER_LENGTH)
-        answer_ids = answer + [self.prompts.ids.eos] * (length - len(answer))
-        ids = np.array(prompt + answer_ids, dtype=np.int64)
+        """A text answer padded with eos to ANSWER_LENGTH; scene: the prompt's one image (the
+        answer may end in an image header of its own: thinking, which is not labelled);
+        answer_slots: scene-probe labels of every answer position (None: unlabelled)."""
+        answer_ids = answer + [self.prompts.ids.eos] * (ANSWER_LENGTH - len(answer))
+        ids = np.array(prompt + answer_ids[:ANSWER_LENGTH], dtype=np.int64)
         free = np.zeros(len(ids), dtype=bool)
         free[len(prompt):] = True
         weights = np.ones(len(ids), dtype=np.float32)

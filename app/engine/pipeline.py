@@ -187,13 +187,14 @@ class Pipeline:
             if not job.images:
                 raise JobError("bad_input", "ask needs an image to ask about")
             grids = [self._grid_of(im) for im in job.images]
-            prompt = self.prompts.understand(grids, job.prompt)
-        else:
-            prompt = self.prompts.chat(job.prompt)
         thinking = None
         if job.task == "ask" and params["ask_thinking"]:
             thought, thinking = self._describe(grids, params, on_step, should_cancel)
             prompt = self.prompts.answer_from_description(job.prompt, thought)
+        elif job.task == "ask":
+            prompt = self.prompts.understand(grids, job.prompt)
+        else:
+            prompt = self.prompts.chat(job.prompt)
         tokens = self._write_text(prompt, params, on_step, should_cancel,
                                   steps=int(params["text_steps"]),
                                   length=int(params["gen_length"]),
@@ -229,18 +230,21 @@ class Pipeline:
         return run.result()
 
     def _think(self, prompt: list[int], params, on_step, should_cancel,
-               stop_ids: tuple[int, ...] | None = None, lead: str = "") -> tuple[list[int], str]:
+               stop_ids: tuple[int, ...] | None = None, lead: str = "",
+               as_answer: bool = False) -> tuple[list[int], str]:
         """Thinking mode's phase 1 (llada2_uni.md §4.4): the model's own text before it draws
         (or answers), streamed as "thinking" steps after `lead` (thinking already written);
         the thinking tokens (header and eos cut off) and text. stop_ids: besides eos (None: the
-        image header, for drawing)."""
+        image header, for drawing). as_answer: decoded with the answer settings (text_steps,
+        gen_length, text_temperature) instead of the thinking ones."""
         if stop_ids is None:
             stop_ids = self.prompts.thinking_stop_ids()
+        keys = ("text_steps", "gen_length", "text_temperature") if as_answer else \
+            ("thinking_steps", "thinking_length", "thinking_temperature")
         tokens = self._write_text(
             prompt, params, on_step, should_cancel,
-            steps=int(params["thinking_steps"]), length=int(params["thinking_length"]),
-            temperature=float(params["thinking_temperature"]),
-            stop_ids=stop_ids, phase="thinking", lead=lead,
+            steps=int(params[keys[0]]), length=int(params[keys[1]]),
+            temperature=float(params[keys[2]]), stop_ids=stop_ids, phase="thinking", lead=lead,
         )
         thought = self.prompts.thinking_text_ids(tokens.tolist())
         return thought, self.prompts.decode_text(thought)
@@ -248,14 +252,10 @@ class Pipeline:
     def _describe(self, grids: list[np.ndarray], params, on_step,
                   should_cancel) -> tuple[list[int], str]:
         """Where edit and answer thinking start: the model's own description of the picture
-        (tasks.describe), streamed as thinking; decoded as any answer (text_steps,
-        text_temperature, gen_length), so it is what asking "Describe the image" answers."""
-        tokens = self._write_text(
-            self.prompts.describe(grids), params, on_step, should_cancel,
-            steps=int(params["text_steps"]), length=int(params["gen_length"]),
-            temperature=float(params["text_temperature"]), phase="thinking")
-        thought = self.prompts.thinking_text_ids(tokens.tolist())
-        return thought, self.prompts.decode_text(thought)
+        (tasks.describe), streamed as thinking; decoded as any answer, so it is what asking
+        "Describe the image" answers."""
+        return self._think(self.prompts.describe(grids), params, on_step, should_cancel,
+                           stop_ids=(), as_answer=True)
 
     def _partial_text(self, answer: torch.Tensor, stop_ids: tuple[int, ...] = ()) -> str:
         """The answer so far, a placeholder per masked token. Callers pass it up to the end of
