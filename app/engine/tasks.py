@@ -158,12 +158,17 @@ class PromptBuilder:
         return self.understand(images, DESCRIBE_REQUEST)
 
     def rewrite_description(self, instruction: str, description: list[int]) -> list[int]:
-        """Edit thinking's text step: §4.5's layout with the picture's description where the
-        image block stands; the model writes the edited picture's description (then eos),
-        which is drawn with `thinking_to_image`. (The description sits in the message, not
-        after an eos in the answer: text after eos taught the demo model that eos is followed
-        by more text, and its answers stopped ending, issue 3.)"""
-        return self._turn(SYSTEM_EDIT_THINKING, list(description) + self.text(instruction))
+        """Edit thinking's text step: §4.5's message with the picture's description standing
+        for the image block, after the instruction; the model writes the edited picture's
+        description (then eos), which is drawn with `thinking_to_image`.
+        The description ends the message so that the answer's k-th token sits a fixed distance
+        after the description's k-th, whatever the instruction's length: most of a rewrite is
+        a copy, and a fixed distance is what RoPE attention finds easily (with the description
+        first, the demo model often copied the wrong object into an answer, issue 3).
+        (The description sits in the message, not after an eos in the answer: text after eos
+        taught the demo model that eos is followed by more text, and its answers stopped
+        ending.)"""
+        return self._turn(SYSTEM_EDIT_THINKING, self.text(instruction) + list(description))
 
     def answer_from_description(self, question: str, description: list[int]) -> list[int]:
         """Answer thinking's text step: §4.6's layout with the picture's description where the
