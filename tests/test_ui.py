@@ -26,6 +26,7 @@ from app.demo import world
 from app.imageio import decode_image, encode_png
 from app.paths import DEFAULT_MODEL
 from app.ui.app import create_window
+from app.ui.controller import with_thinking
 from app.ui.run_record import MASK_PLACEHOLDER
 from app.worker.client import WorkerClient
 
@@ -197,7 +198,10 @@ def test_dropped_image_and_question_stream_the_answer_into_the_chat(loop, window
     partial = [t for t in seen if MASK_PLACEHOLDER in t]
     assert len(set(partial)) >= 2, seen  # the answer unmasked in place, step by step
     last = window.chat.bubbles[-1]
-    assert last.message.role == "assistant" and last.message.text == record.text
+    # the shipped model thinks first (ask_thinking): its description, then the answer from it
+    assert record.thinking and record.text
+    assert last.message.role == "assistant"
+    assert last.message.text == with_thinking(record.thinking, record.text)
     assert MASK_PLACEHOLDER not in last.message.text
     assert window.chat.bubbles[-2].message.images  # the question keeps its image
     assert not window.state.attachments.items
