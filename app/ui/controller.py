@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import sys
 import uuid
 from pathlib import Path
@@ -330,9 +331,14 @@ def thinking_line(thinking: str) -> str:
     return f"Thinking: {thinking}"
 
 
-def with_thinking(thinking: str | None, answer: str) -> str:
-    """An answer as the chat shows it: after the thinking that led to it, if any."""
-    return f"{thinking_line(thinking)}\n\n{answer}" if thinking else answer
+def with_thinking(thinking: str | None, answer: str, rich: bool = False) -> str:
+    """An answer as the chat shows it: after the thinking that led to it, if any. rich: the
+    answer is Qt rich text already (a step of the replay), so the thinking is escaped into it."""
+    if not thinking:
+        return answer
+    if rich:
+        return f"{html.escape(thinking_line(thinking))}<br><br>{answer}"
+    return f"{thinking_line(thinking)}\n\n{answer}"
 
 
 def _same_folder(a, b) -> bool:

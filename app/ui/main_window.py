@@ -7,8 +7,6 @@ app/ui/files.py.
 
 from __future__ import annotations
 
-import html
-
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtWidgets import (
     QMainWindow,
@@ -21,7 +19,7 @@ from PySide6.QtWidgets import (
 from app.ui import actions, files
 from app.ui.canvas import CanvasView
 from app.ui.chat import ChatPanel, render_stream
-from app.ui.controller import RunError, Studio, thinking_line
+from app.ui.controller import RunError, Studio, with_thinking
 from app.ui.experts import ExpertPanel
 from app.ui.history import HistoryStrip
 from app.ui.prompt import PromptBox
@@ -216,9 +214,9 @@ class MainWindow(QMainWindow):
             bubble.refresh()
         else:
             previous = record.text_at(step - 1) if step > 0 else ""
-            thought = f"{html.escape(thinking_line(record.thinking))}<br><br>" \
-                if record.thinking else ""  # an answer after its thinking keeps it in view
-            bubble.body.setText(thought + render_stream(record.text_at(step), previous))
+            # an answer after its thinking keeps it in view
+            bubble.body.setText(with_thinking(
+                record.thinking, render_stream(record.text_at(step), previous), rich=True))
 
     # ---- settings ------------------------------------------------------------------------
     def open_settings(self) -> SettingsDialog:
