@@ -56,8 +56,8 @@ mv "$OUT/training_log.json" "$OUT/training/training_log-stage2.json"
 # Stage 3 (session 15): the text steps of edit and answer thinking (app/demo/data.py edit_think,
 # ask_think: rewrite a description by an instruction, answer from a description), mixed with
 # drawing, thinking and question batches so drawing does not drift; the probes' losses at weight
-# 0 (fresh probes would push random gradients into a trained model). The folder then thinks before edits and
-# answers by default (train.py: edit_thinking, ask_thinking).
+# 0 (fresh probes would push random gradients into a trained model). The folder then thinks
+# before edits and answers by default (train.py: edit_thinking, ask_thinking).
 .venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 2 --steps 600 --lr 2.5e-4 \
   --warmup 20 --image-layout canvas \
   --task-mix generate=0.2,inpaint=0.03,ask=0.1,think=0.1,edit_think=0.35,ask_think=0.22 \
