@@ -19,9 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from two_object_probe import TrueThinking  # noqa: E402
+
 from app.demo import world  # noqa: E402
 from app.engine.jobs import JobSpec  # noqa: E402
-from app.engine.pipeline import Pipeline  # noqa: E402
 from app.paths import DEFAULT_MODEL  # noqa: E402
 
 PROBE_SEED = 1311  # its own held-out draws, not those of `unmask eval`
@@ -32,9 +33,8 @@ def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_MODEL
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 30
     torch.set_num_threads(2)
-    pipeline = Pipeline.load(folder)
-    prompts, codec = pipeline.prompts, pipeline.codec
-    side = codec.image_size // codec.patch_size
+    pipeline = TrueThinking.load(folder)  # its own thinking unless a caption is given
+    prompts = pipeline.prompts
     rng = np.random.default_rng(PROBE_SEED)
     totals = defaultdict(int)
     by_kind = defaultdict(lambda: defaultdict(int))
@@ -42,27 +42,23 @@ def main() -> None:
     for i in range(n):
         scene = world.sample_scene(rng)
         instruction, target = world.sample_edit(scene, rng)
-        kind = " ".join(instruction.split()[:2]) if instruction.startswith("change") else \
-            instruction.split()[0]
+        kind = instruction.split()[0]
         params = {**pipeline.defaults, "seed": i}
-        grid = codec.encode(world.render(scene))
+        grid = pipeline.codec.encode(world.render(scene))
         _, description = pipeline._describe([grid], params, None, None)
         true_caption = prompts.text(world.caption(scene))
         _, rewrite = pipeline._think(prompts.rewrite_description(instruction, true_caption),
                                      params, None, None, stop_ids=())
-        layout = prompts.thinking_to_image(world.caption(target),
-                                           prompts.text(world.caption(target)), side, side)
-        drawn = pipeline._denoise_canvas(layout, np.zeros(side * side, dtype=np.int64),
-                                         np.ones(side * side, dtype=bool),
-                                         {**params, "cfg": pipeline._cfg_after_thinking(
-                                             JobSpec("edit", instruction), params)},
-                                         None, None, side)
+        pipeline.given = world.caption(target)  # drawn after the true edited caption
+        drawn = pipeline.run(JobSpec("generate", pipeline.given,
+                                     params={"seed": i, "thinking": True}))
+        pipeline.given = ""
         edited = pipeline.run(JobSpec("edit", instruction, images=[world.render(scene)],
                                       params={"seed": i, "edit_thinking": True}))
         right = {
             "describe": description == world.caption(scene),
             "rewrite": rewrite == world.caption(target),
-            "draw": world.parse_image(codec.decode(drawn.reshape(side, side))) == target,
+            "draw": world.parse_image(drawn.image) == target,
             "edit": world.parse_image(edited.image) == target,
         }
         if not right["describe"]:

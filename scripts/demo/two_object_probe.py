@@ -30,11 +30,14 @@ PROBE_SEED = 1207  # its own held-out draws, not those of `unmask eval`
 
 
 class TrueThinking(Pipeline):
-    """Phase 1 replaced by a given caption (`given`), so phase 2 is judged on its own."""
+    """Phase 1 replaced by a given caption (`given`), so phase 2 is judged on its own; with
+    none given, the model's own thinking."""
 
     given = ""
 
-    def _think(self, prompt, params, on_step, should_cancel):
+    def _think(self, prompt, params, on_step, should_cancel, **kwargs):
+        if not self.given:
+            return super()._think(prompt, params, on_step, should_cancel, **kwargs)
         return self.prompts.text(self.given), self.given
 
 
