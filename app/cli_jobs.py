@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from app.paths import DEFAULT_MODEL
-from app.protocol import THINKING_PARAMS
+from app.protocol import MAX_REDRAWS, THINKING_PARAMS
 
 
 def add_job_commands(sub) -> None:
@@ -32,6 +32,7 @@ def add_job_commands(sub) -> None:
     p = sub.add_parser("generate", help="text to image")
     p.add_argument("prompt")
     thinking_option(p, "write a full description first, then draw it")
+    self_check_option(p)
     common(p)
     p = sub.add_parser("ask", help="answer a question about an image")
     p.add_argument("image", type=Path)
@@ -42,6 +43,7 @@ def add_job_commands(sub) -> None:
     p.add_argument("image", type=Path)
     p.add_argument("instruction")
     thinking_option(p, "describe the edited picture first, then edit")
+    self_check_option(p)
     common(p)
     p = sub.add_parser("inpaint", help="repaint the white area of MASK from a prompt")
     p.add_argument("image", type=Path)
@@ -62,11 +64,26 @@ def add_job_commands(sub) -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     p.add_argument("--device", default="cpu")
     thinking_option(p, "every task with or without thinking mode")
+    self_check_option(p)
 
 
 def thinking_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None,
                    help=f"{what} (thinking mode; default: the model folder's setting)")
+
+
+def self_check_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--self-check", type=_redraws, default=None, metavar="N",
+                   help="after drawing from its thinking, the model reads its picture back and "
+                        "redraws (next seed) up to N times while it does not read the text it "
+                        "drew from; 0: off (default: the model folder's setting)")
+
+
+def _redraws(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_REDRAWS:
+        raise argparse.ArgumentTypeError(f"between 0 and {MAX_REDRAWS}, not {value}")
+    return value
 
 
 def thinking_params(task: str, on: bool | None) -> dict:
@@ -89,6 +106,8 @@ def _params(args) -> dict:
     if args.temperature is not None:
         params["temperature"] = params["text_temperature"] = args.temperature
     params.update(thinking_params(args.command, getattr(args, "thinking", None)))
+    if getattr(args, "self_check", None) is not None:
+        params["self_check"] = args.self_check
     return params
 
 
@@ -127,7 +146,9 @@ def _frame_writer(folder: Path | None):
     def on_step(view) -> None:
         if view.preview is not None:
             big = np.repeat(np.repeat(view.preview, 8, axis=0), 8, axis=1)
-            (folder / f"step_{view.index:03d}.png").write_bytes(encode_png(big))
+            # a self-check redraw's steps get their own names beside the first drawing's
+            redraw = f"redraw{view.attempt}_" if getattr(view, "attempt", 0) else ""
+            (folder / f"{redraw}step_{view.index:03d}.png").write_bytes(encode_png(big))
         else:
             with open(folder / "steps.txt", "a", encoding="utf-8") as f:
                 f.write(f"{view.index:03d}: {view.text}\n")
@@ -139,6 +160,10 @@ def run_job(pipeline, spec, on_step=None):
     result = pipeline.run(spec, on_step=on_step)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for check in result.checks:
+        verdict = "as meant" if check.passed else "not as meant"
+        print(f"self-check: drawing {check.attempt + 1} (seed {check.seed}) read back "
+              f"{verdict}: {check.read!r}", file=sys.stderr)
     return result
 
 
@@ -200,12 +225,19 @@ def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
             if not isinstance(job["thinking"], bool):
                 raise TypeError(f"\"thinking\" must be true or false, not {job['thinking']!r}")
             params.update(thinking_params(task, job["thinking"]))
+        if job.get("self_check") is not None:
+            if type(job["self_check"]) is not int or not 0 <= job["self_check"] <= MAX_REDRAWS:
+                raise TypeError(f"\"self_check\" must be a whole number 0-{MAX_REDRAWS}, not "
+                                f"{job['self_check']!r}")
+            params["self_check"] = job["self_check"]
         spec = JobSpec(task, text, images=images, mask=mask, params=params)
         result = pipeline.run(spec)
     except (ValueError, KeyError, TypeError) as exc:  # JobError and ImageError are ValueErrors
         return {"line": number, "error": f"{type(exc).__name__}: {exc}"}
     record = {"line": number, "task": task, "seed": result.params["seed"],
               "warnings": result.warnings}
+    if result.checks:
+        record["checks"] = [check.as_dict() for check in result.checks]
     if result.thinking is not None:
         record["thinking"] = result.thinking
     if result.text is not None:
@@ -223,6 +255,8 @@ def cmd_eval(args) -> int:
 
     params = {} if args.thinking is None else dict.fromkeys(THINKING_PARAMS.values(),
                                                             args.thinking)
+    if args.self_check is not None:
+        params["self_check"] = args.self_check
     report = evaluate(_load(args.model, args.device), n=args.n, params=params)
     print(format_report(report))
     if args.json:

@@ -30,6 +30,7 @@ FAILURE_KINDS = ("bad_input", "model", "cancelled", "crashed", "internal")
 # The request parameter that turns thinking mode (write a description first, then draw, edit or
 # answer after it) on or off, per task (app/engine/pipeline.py DEFAULTS).
 THINKING_PARAMS = {"generate": "thinking", "edit": "edit_thinking", "ask": "ask_thinking"}
+MAX_REDRAWS = 8  # the most self-check redraws a job may ask for (each costs a whole drawing)
 
 
 # ---- requests: GUI -> worker ----------------------------------------------------------------
@@ -108,6 +109,7 @@ class Step:
     expert_counts: np.ndarray | None = None  # int32 [moe_layers, E] tokens routed this step
     masked: np.ndarray | None = None  # bool per output position: still masked
     phase: str | None = None  # "thinking": text written before an image is drawn (§4.4)
+    attempt: int = 0  # 0: the first drawing; 1, 2, ...: the self-check's redraws
     sent_at: float = 0.0  # time.time() in the worker when emitted (latency measurement)
 
 
@@ -130,6 +132,9 @@ class Done:
     timings: dict[str, float] = field(default_factory=dict)  # seconds
     warnings: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)  # resolved settings, seed included
+    # The self-check's drawings (app/engine/jobs.py SelfCheck.as_dict): attempt, seed, passed,
+    # score, read (what the model read in the picture); empty when it did not run.
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

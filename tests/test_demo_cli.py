@@ -155,3 +155,28 @@ def test_ask_and_edit_take_the_thinking_switch(tmp_path, scene_png):
     unmask("batch", jobs, "--out", tmp_path / "batch")
     on, off = [json.loads(line) for line in (tmp_path / "batch" / "results.jsonl").open()]
     assert isinstance(on["thinking"], str) and "thinking" not in off and off["text"] == "red"
+
+
+def test_self_check_reads_each_drawing_back_and_names_its_redraws(tmp_path):
+    """--self-check N: after drawing from its thinking the model describes its own picture; each
+    drawing's read-back goes to stderr, a redraw's frames get their own names, and a batch job
+    reports its checks (or a clear error for a bad count)."""
+    frames = tmp_path / "frames"
+    proc = unmask("generate", "a red circle at the top left and a blue square at the right",
+                  "-o", tmp_path / "c.png", "--seed", 3, "--self-check", 2, "--frames", frames)
+    checks = [line for line in proc.stderr.splitlines() if line.startswith("self-check: ")]
+    assert checks and checks[0].startswith("self-check: drawing 1 (seed 3) read back ")
+    # every drawing but the last failed its check, and each one drawn left its frames
+    assert all("not as meant" in line for line in checks[:-1])
+    assert world.parse_prompt(checks[0].split(": ", 2)[2].strip("'\"")).objects
+    redraws = {p.name.split("_")[0] for p in frames.glob("redraw*_step_*.png")}
+    assert redraws == {f"redraw{k}" for k in range(1, len(checks))}
+    plain = unmask("generate", "a red circle", "-o", tmp_path / "p.png", "--self-check", 0)
+    assert "self-check" not in plain.stderr
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"task": "generate", "prompt": "a red circle", "seed": 1,
+                                        "self_check": n}) + "\n" for n in (1, -1)))
+    unmask("batch", jobs, "--out", tmp_path / "batch")
+    good, bad = [json.loads(line) for line in (tmp_path / "batch" / "results.jsonl").open()]
+    assert good["checks"][0]["attempt"] == 0 and isinstance(good["checks"][0]["read"], str)
+    assert "self_check" in bad["error"]

@@ -120,6 +120,10 @@ def test_cancel_between_steps(pipeline):
     (JobSpec("inpaint", "a red circle", images=[np.zeros((64, 64, 3), np.uint8)],
              mask=np.ones((32, 32), bool)), "must match"),
     (JobSpec("paint", "x"), "unknown task"),
+    (JobSpec("generate", "a red circle", params={"self_check": -1, "image_steps": 2}),
+     "self_check is the number of redraws"),
+    (JobSpec("generate", "a red circle", params={"self_check": 1.5, "image_steps": 2}),
+     "whole number"),
 ])
 def test_bad_jobs_raise_clear_errors(pipeline, job, needle):
     with pytest.raises(JobError, match=needle):
@@ -283,3 +287,71 @@ def test_drawing_after_thinking_takes_its_own_guidance(pipeline, monkeypatch):
     pipeline.run(JobSpec("edit", "make the circle blue", images=[world.render(scene)],
                          params={"seed": 1, "image_steps": 2, "image_schedule": "canvas"}))
     assert scales[-1] == 2.0
+
+
+def test_read_back_scores_a_text_as_the_answer_with_every_slot_masked(pipeline):
+    """self_check.read_back: the answer slots after a prompt are all masked, so what the model
+    reads there does not depend on the target; a target that is its first choice everywhere
+    (eos included) passes, any other does not and scores lower."""
+    from app.engine.self_check import read_back
+
+    model, ids = pipeline.model, pipeline.prompts.ids
+    prompt = pipeline.prompts.describe([pipeline._grid_of(world.render(world.Scene(
+        "white", (world.Obj("circle", "red", "large", "center"),))))])
+    probe = read_back(model, prompt, [5] * 7, mask_id=ids.mask, eos_id=ids.eos, block_length=32)
+    target, end = probe.tokens[:6], probe.tokens[6]  # its first choices; slot 7 plays eos
+    best = read_back(model, prompt, target, mask_id=ids.mask, eos_id=end, block_length=32)
+    assert best.passed and best.tokens == target
+    other = [t + 1 for t in target[:1]] + target[1:]
+    worse = read_back(model, prompt, other, mask_id=ids.mask, eos_id=end, block_length=32)
+    assert not worse.passed and worse.score < best.score and worse.tokens == target
+    with pytest.raises(ValueError):
+        read_back(model, prompt, [], mask_id=ids.mask, eos_id=ids.eos, block_length=32)
+
+
+SELF_CHECKED = {"thinking": True, "thinking_steps": 4, "thinking_length": 32,
+                "thinking_temperature": 0.0, "image_steps": 3, "image_schedule": "canvas",
+                "text_steps": 4}
+
+
+def test_self_check_redraws_with_the_next_seeds_and_keeps_the_best_scoring(pipeline):
+    """Random weights never describe their picture as their thinking: every redraw runs, each
+    drawing is streamed under its attempt, and the kept picture is the best-scoring one, the
+    very one a plain job with that seed draws."""
+    views = []
+    result = pipeline.run(JobSpec("generate", "a red circle", params={
+        **SELF_CHECKED, "seed": 7, "self_check": 2}), on_step=views.append)
+    checks = result.checks
+    assert [(c.attempt, c.seed, c.passed) for c in checks] == [
+        (0, 7, False), (1, 8, False), (2, 9, False)]
+    assert [v.attempt for v in views if v.phase is None] == [0] * 3 + [1] * 3 + [2] * 3
+    kept = max(checks, key=lambda c: c.score)
+    assert any(w.startswith("self-check: in 3 drawings") and f"kept drawing {kept.attempt + 1}"
+               in w for w in result.warnings)
+    # thinking is greedy here, so a plain job at the kept seed thinks and draws the same
+    plain = pipeline.run(JobSpec("generate", "a red circle", params={
+        **SELF_CHECKED, "seed": kept.seed}))
+    assert plain.checks == [] and np.array_equal(plain.tokens, result.tokens)
+
+
+def test_a_picture_that_reads_back_is_kept_at_once(pipeline, monkeypatch):
+    """When the model's description of its picture is the text it drew from, there is no
+    redraw and the picture is the one the job draws without a self-check."""
+    described = []
+
+    def describe_as_drawn(grids, params, on_step, should_cancel):
+        described.append(grids)
+        return pipeline.prompts.text("a large red circle"), "a large red circle"
+
+    monkeypatch.setattr(pipeline.prompts, "thinking_text_ids",
+                        lambda tokens: pipeline.prompts.text("a large red circle"))
+    plain = pipeline.run(JobSpec("generate", "a red circle", params={**SELF_CHECKED, "seed": 3}))
+    monkeypatch.setattr(pipeline, "_describe", describe_as_drawn)
+    result = pipeline.run(JobSpec("generate", "a red circle", params={
+        **SELF_CHECKED, "seed": 3, "self_check": 2}))
+    assert [(c.attempt, c.passed, c.read) for c in result.checks] == [
+        (0, True, "a large red circle")]
+    assert np.array_equal(result.tokens, plain.tokens) and not result.warnings
+    # it read the picture as it would come back in: decoded, then encoded again
+    codec = pipeline.codec
+    assert np.array_equal(described[0][0], codec.encode(codec.decode(plain.tokens)))

@@ -310,6 +310,20 @@ def test_thinking_setting_is_sent_only_when_chosen(loop, make_window, tmp_path):
     dialog.reject()
 
 
+def test_self_check_setting_is_sent_only_when_chosen_and_zero_means_off(loop, make_window,
+                                                                        tmp_path):
+    assert "self_check" not in Settings().params()
+    assert Settings(self_check=0).params()["self_check"] == 0
+    win = make_window(tmp_path / "profile")
+    dialog = win.open_settings()
+    assert dialog.self_check.text() == "model default"
+    dialog.self_check.setValue(3)
+    assert dialog.result_settings().params()["self_check"] == 3
+    dialog.self_check.setValue(dialog.self_check.maximum() + 5)  # Qt clamps to the maximum
+    assert dialog.result_settings().params()["self_check"] == dialog.self_check.maximum()
+    dialog.reject()
+
+
 def test_stream_rendering_dims_placeholders_and_lights_new_words():
     html = render_stream("the ▯ circle", "▯ ▯ circle")
     assert "color:#5d6070'>▯" in html
@@ -689,3 +703,39 @@ def test_sampling_settings_default_to_the_models_own(loop, make_window, tmp_path
     params = dialog.result_settings().params()
     assert params["cfg"] == 0.0 and params["image_steps"] == 12 and "temperature" not in params
     dialog.reject()
+
+
+def test_a_self_check_redraw_gets_a_fresh_timeline_and_the_kept_drawing_is_shown(loop,
+                                                                                 make_window):
+    """Self-check (app/engine/self_check.py): a redraw's steps (attempt 1) start a fresh
+    timeline; when no drawing passed, the timeline shows the best-scoring one, which need not
+    be the last, and the chat says how many drawings there were."""
+    win = make_window()
+    win.prompt.set_text("a red circle")
+    record = win.run()
+    stream = win.fake.last()
+    stream._push(Started(record.job_id))
+    first = image_steps(record.job_id)
+    redraw = image_steps(record.job_id)
+    for step in redraw:
+        step.attempt = 1
+        if step.preview is not None:
+            step.preview = 255 - step.preview  # a different picture
+    for step in first + redraw[:2]:
+        stream._push(step)
+    settle(loop)
+    assert record.attempt == 1 and len(record.steps) == 2 and len(record.drawings[0][0]) == 4
+    assert record.commit_order(1).max() == 1  # the redraw's own commit order, from step 0
+    for step in redraw[2:]:
+        stream._push(step)
+    checks = [{"attempt": 0, "seed": 42, "passed": False, "score": -0.2, "read": "a red square"},
+              {"attempt": 1, "seed": 43, "passed": False, "score": -0.9, "read": "a red disc"}]
+    stream._push(Done(record.job_id, image_png=result_png(), thinking="a red circle",
+                      params={"seed": 42, "image_steps": 4}, checks=checks))
+    settle(loop)
+    assert record.attempt == 0 and len(record.steps) == 4
+    assert np.array_equal(record.frame(3), first[3].preview)
+    assert win.timeline.count == 5
+    text = win.chat.bubbles[-1].message.text
+    assert text.startswith("Thinking: a red circle\n\nSelf-check: drawn 2 times")
+    assert "kept drawing 1" in text

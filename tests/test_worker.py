@@ -441,6 +441,17 @@ def test_event_buffer_drops_only_older_unseen_previews_per_job():
     assert buffer.pop().preview is not None
 
 
+def test_event_buffer_keeps_each_drawings_last_preview_across_self_check_redraws():
+    buffer = EventBuffer()
+    for attempt in (0, 1):
+        for i in range(3):
+            step = _step("a", i)
+            step.attempt = attempt
+            buffer.push(step)
+    kept = [(s.attempt, s.index) for s in buffer.drain() if s.preview is not None]
+    assert kept == [(0, 2), (1, 2)] and buffer.dropped_previews == 4
+
+
 def test_job_stream_ends_exactly_once_and_iterates_after_the_fact():
     async def scenario():
         stream = JobStream(Generate("j", "chat", "x"), cancel=lambda job_id: False)

@@ -48,6 +48,22 @@ class StepView:
     expert_counts: np.ndarray | None = None  # int64 [moe_layers, E]
     masked: np.ndarray | None = None  # bool per output position: still masked after this step
     phase: str | None = None  # "thinking": text written before drawing or answering (§4.4)
+    attempt: int = 0  # the self-check's redraws count up from 0 (the first drawing)
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """One drawing the self-check read back (app/engine/self_check.py)."""
+
+    attempt: int  # 0: the first drawing, then each redraw
+    seed: int  # the seed it was drawn with (the job's seed + attempt)
+    passed: bool  # the model read its picture back as the text it was drawn from
+    score: float  # mean log probability of that text, read from the picture
+    read: str  # what the model read there (its first choices, all at once)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "seed": self.seed, "passed": self.passed,
+                "score": round(self.score, 4), "read": self.read}
 
 
 @dataclass
@@ -59,6 +75,7 @@ class JobResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: "total", "decode", ...
     params: dict[str, Any] = field(default_factory=dict)  # resolved settings, seed included
+    checks: list[SelfCheck] = field(default_factory=list)  # the self-check, one per drawing
 
 
 class JobError(ValueError):

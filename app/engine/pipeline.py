@@ -8,6 +8,7 @@ config.json under `unmask_defaults`.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from tokenizers import Tokenizer
 
 from app.engine.checkpoint import CheckpointError, load_model
 from app.engine.generate import BlockDiffusionRun, CanvasRun, Step
-from app.engine.jobs import TASKS, JobError, JobResult, JobSpec, StepView
+from app.engine.jobs import TASKS, JobError, JobResult, JobSpec, SelfCheck, StepView
 from app.engine.sampler import BlockDiffusionScheduler, CanvasScheduler
+from app.engine.self_check import read_back
 from app.engine.tasks import Layout, PromptBuilder
 
 MASK_PLACEHOLDER = "▯"
@@ -47,6 +49,10 @@ DEFAULTS: dict[str, Any] = {
     # thinking spells out the whole picture, so guidance can over-push: the demo draws one object
     # right 28/30 at 1.0 against 22/30 at its cfg 2.0. A job's own `cfg` applies to both.
     "cfg_after_thinking": None,
+    # Self-check (our extension, app/engine/self_check.py): after drawing from a full text
+    # (thinking's, or edit thinking's rewritten description) the model reads its picture back;
+    # up to this many redraws (seed + 1, + 2, ...) while it does not read that text there. 0: off.
+    "self_check": 0,
 }
 
 
@@ -276,10 +282,12 @@ class Pipeline:
         canvas = np.zeros(side * side, dtype=np.int64)
         source = None
         thinking = None
+        drawn_from: list[int] = []  # the full text the picture must show (thinking modes)
         if job.task == "generate" and params["thinking"]:
             thought, thinking = self._think(self.prompts.thinking_prompt(job.prompt), params,
                                             on_step, should_cancel)
             layout = self.prompts.thinking_to_image(job.prompt, thought, side, side)
+            drawn_from = thought
         elif job.task == "generate":
             layout = self.prompts.text_to_image(job.prompt, side, side)
         else:
@@ -288,8 +296,8 @@ class Pipeline:
             source = self._fit(job.images[0])
             grid = codec.encode(source)
             if job.task == "edit" and params["edit_thinking"]:
-                layout, thinking = self._edit_thinking(grid, job.prompt, params, on_step,
-                                                       should_cancel)
+                layout, thinking, drawn_from = self._edit_thinking(grid, job.prompt, params,
+                                                                   on_step, should_cancel)
             elif job.task == "edit":
                 layout = self.prompts.edit(grid, job.prompt)
             else:
@@ -303,25 +311,80 @@ class Pipeline:
             params = {**params, "cfg": self._cfg_after_thinking(job, params)}
         denoise = self._denoise_blocks if params["image_schedule"] == "blocks" else \
             self._denoise_canvas
-        codes = denoise(layout, canvas, free, params, on_step, should_cancel, side)
+
+
+        def draw(attempt: int) -> np.ndarray:
+            tagged = None if on_step is None else \
+                (lambda view: on_step(dataclasses.replace(view, attempt=attempt)))
+            return denoise(layout, canvas, free, {**params, "seed": params["seed"] + attempt},
+                           tagged, should_cancel, side)
+
+        warnings: list[str] = []
+        redraws = params["self_check"]
+        if type(redraws) is not int or redraws < 0:
+            raise JobError("bad_input", f"self_check is the number of redraws allowed, a whole "
+                                        f"number from 0 up, not {redraws!r}")
+        if drawn_from and redraws > 0:
+            codes, checks = self._checked_drawing(draw, drawn_from, params, side,
+                                                  should_cancel)
+            if not any(check.passed for check in checks):
+                best = max(checks, key=lambda check: check.score)
+                warnings.append(
+                    f"self-check: in {len(checks)} drawings the model never read its picture "
+                    f"back as {self.prompts.decode_text(drawn_from)!r}; kept drawing "
+                    f"{best.attempt + 1}, read as {best.read!r}")
+        else:
+            codes, checks = draw(0), []
         start = time.perf_counter()
         image = codec.decode(codes.reshape(side, side))
         if job.task == "inpaint":
             image = np.where(pixel_mask[..., None], image, source)
         return JobResult(image=image, tokens=codes.reshape(side, side), thinking=thinking,
-                         timings={"decode": time.perf_counter() - start})
+                         timings={"decode": time.perf_counter() - start}, checks=checks,
+                         warnings=warnings)
+
+    def _checked_drawing(self, draw: Callable[[int], np.ndarray], target: list[int], params,
+                         side: int, should_cancel) -> tuple[np.ndarray, list[SelfCheck]]:
+        """Draw, have the model describe the picture (as answer thinking does) and redraw
+        with the next seed while the description is not `target` word for word, up to
+        params["self_check"] redraws; the first picture that passes, else the one whose
+        read-back score of `target` (self_check.read_back) is best, and every drawing's check.
+        The first drawing is the one the job draws without a self-check, so a picture that
+        passes at once is unchanged."""
+        ids = self.prompts.ids
+        checks: list[SelfCheck] = []
+        best_codes, best_score = None, -float("inf")
+        for attempt in range(1 + params["self_check"]):
+            codes = draw(attempt)
+            # Read the picture as it would come back in (decoded, encoded again): drawn codes
+            # can be ones the codec never makes for the same pixels, which the model reads
+            # poorly (the demo misread 4 of 6 right pictures from their raw codes).
+            grids = [self.codec.encode(self.codec.decode(codes.reshape(side, side)))]
+            described, description = self._describe(grids, params, None, should_cancel)
+            score = read_back(self.model, self.prompts.describe(grids), target,
+                              mask_id=ids.mask, eos_id=ids.eos,
+                              block_length=int(params["block_length"])).score
+            passed = described == list(target)
+            checks.append(SelfCheck(attempt, params["seed"] + attempt, passed, score,
+                                    description))
+            if passed:
+                return codes, checks
+            if score > best_score:
+                best_codes, best_score = codes, score
+        return best_codes, checks
 
     def _edit_thinking(self, grid: np.ndarray, instruction: str, params, on_step,
-                       should_cancel) -> tuple[Layout, str]:
+                       should_cancel) -> tuple[Layout, str, list[int]]:
         """Edit thinking (tasks.py): describe the picture, rewrite the description by the
         instruction, then draw the rewritten one as text to image after thinking. The layout
-        to draw and the thinking text ("description → edited description")."""
+        to draw, the thinking text ("description → edited description") and the edited
+        description's tokens."""
         described, description = self._describe([grid], params, on_step, should_cancel)
         lead = f"{description} {EDIT_ARROW} "
         edited, result = self._think(self.prompts.rewrite_description(instruction, described),
                                      params, on_step, should_cancel, stop_ids=(), lead=lead)
         h, w = grid.shape
-        return self.prompts.thinking_to_image(result, edited, h, w), lead + result
+        return self.prompts.thinking_to_image(result, edited, h, w), lead + result, edited
 
     @staticmethod
     def _cfg_after_thinking(job: JobSpec, params) -> float:

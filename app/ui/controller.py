@@ -309,7 +309,9 @@ class Studio(QObject):
                              inputs=list(record.inputs), mask=record.mask_name)
         if record.image_png is not None:
             entry.image = state.data.images.put(record.image_png, record.task)
-            entry.text = thinking_line(record.thinking) if record.thinking else ""
+            entry.text = "\n\n".join(line for line in (
+                thinking_line(record.thinking) if record.thinking else "",
+                record.redraws_note()) if line)
             state.conversations.update(conv_id, index, images=[entry.image], status="done",
                                        text=entry.text, params=entry.params)
             with contextlib.suppress(ImageError):

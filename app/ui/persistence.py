@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from app.protocol import THINKING_PARAMS
+from app.protocol import MAX_REDRAWS, THINKING_PARAMS
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -92,6 +92,9 @@ class Settings:
     # Write a full description first, then draw, edit or answer after it (thinking mode, for
     # every task that has it): "default" (the model folder decides), "on" or "off".
     thinking: str = "default"
+    # Redraws the self-check may make when the model does not read its picture back as the
+    # text it drew from (app/engine/self_check.py): 0 = off, MODEL_DEFAULT = the folder decides.
+    self_check: int = MODEL_DEFAULT
     seed_random: bool = True
     seed: int = 1234
     self_correction: bool = False
@@ -116,6 +119,8 @@ class Settings:
         params["seed"] = None if self.seed_random else self.seed
         if self.thinking in ("on", "off"):
             params.update(dict.fromkeys(THINKING_PARAMS.values(), self.thinking == "on"))
+        if 0 <= self.self_check <= MAX_REDRAWS:  # 0 is a choice (off), not "model default"
+            params["self_check"] = self.self_check
         if self.self_correction:
             params["remask_threshold"] = self.remask_threshold
         return params

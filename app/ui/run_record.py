@@ -80,6 +80,11 @@ class RunRecord:
         self.history_id = ""
         self._orders: list[np.ndarray] = []  # per step: step index of each cell's commit, -1
         self._revisions: list[np.ndarray] = []  # per step: last step that revised each cell, -1
+        # The self-check's drawings (protocol Done.checks) and, per attempt, its steps and maps:
+        # `steps` and the maps are the current drawing's, then (on finish) the kept one's.
+        self.checks: list[dict[str, Any]] = []
+        self.attempt = 0
+        self.drawings: dict[int, tuple[list[StepRecord], list, list]] = {}
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.job_id} {self.task} {self.state} {len(self.steps)} steps>"
@@ -97,6 +102,10 @@ class RunRecord:
         if event.phase == "thinking":
             self.thinking = event.text
             return record
+        if event.attempt != self.attempt:  # a self-check redraw starts: a fresh timeline
+            self.drawings[self.attempt] = (self.steps, self._orders, self._revisions)
+            self.steps, self._orders, self._revisions = [], [], []
+            self.attempt = event.attempt
         if record.preview is not None and self.grid is None:
             self.grid = record.preview.shape[:2]
         self.steps.append(record)
@@ -111,9 +120,35 @@ class RunRecord:
             self.thinking = event.thinking if event.thinking is not None else self.thinking
             self.result_params = dict(event.params)
             self.timings, self.warnings = dict(event.timings), list(event.warnings)
+            self.checks = list(event.checks)
+            self._show_kept_drawing()
         else:
             self.state = "cancelled" if event.kind == "cancelled" else "failed"
             self.error = event
+
+    def _show_kept_drawing(self) -> None:
+        """The timeline shows the drawing the self-check kept: the one that passed, else the
+        best-scoring one (pipeline._checked_drawing), which need not be the last."""
+        if not self.checks:
+            return
+        passed = [c for c in self.checks if c.get("passed")]
+        kept = int((passed[0] if passed else max(self.checks, key=lambda c: c["score"]))
+                   ["attempt"])
+        if kept != self.attempt and kept in self.drawings:
+            self.drawings[self.attempt] = (self.steps, self._orders, self._revisions)
+            self.steps, self._orders, self._revisions = self.drawings.pop(kept)
+            self.attempt = kept
+
+    def redraws_note(self) -> str:
+        """One line on the self-check's redraws, '' when there were none."""
+        if len(self.checks) < 2:
+            return ""
+        first = self.checks[0].get("read", "")
+        if any(c.get("passed") for c in self.checks):
+            return (f"Self-check: drawn {len(self.checks)} times; the model read the first "
+                    f"picture as “{first}”.")
+        return (f"Self-check: drawn {len(self.checks)} times, never read back as meant; kept "
+                f"drawing {self.attempt + 1}.")
 
     @property
     def finished(self) -> bool:

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.persistence import Settings
+from app.protocol import MAX_REDRAWS
+from app.ui.persistence import MODEL_DEFAULT, Settings
 
 RELOAD_FIELDS = ("model_path", "device", "gpu_budget_gib", "int8_cpu_experts")
 # Settings.thinking values and their labels.
@@ -122,6 +123,11 @@ class SettingsDialog(QDialog):
                                  "the picture to draw (choosing what the prompt leaves open), "
                                  "of the edited picture, or of the picture asked about, then "
                                  "draws, edits or answers after it.")
+        self.self_check = _model_default(_spin(MODEL_DEFAULT, MAX_REDRAWS, s.self_check))
+        self.self_check.setSuffix(" redraws")
+        self.self_check.setToolTip("After drawing from its thinking, the model describes its own "
+                                   "picture; while that is not the text it drew from, it draws "
+                                   "again with the next seed, up to this many times (0: never).")
         self.seed_random = QCheckBox("random seed each run")
         self.seed_random.setChecked(s.seed_random)
         self.seed = _spin(0, 2**31 - 1, s.seed)
@@ -151,6 +157,7 @@ class SettingsDialog(QDialog):
         form2.addRow("Image temperature", self.temperature)
         form2.addRow("Text temperature", self.text_temperature)
         form2.addRow("Think first", self.thinking)
+        form2.addRow("Self-check", self.self_check)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed_random)
         seed_row.addWidget(self.seed)
@@ -193,7 +200,8 @@ class SettingsDialog(QDialog):
                            (self.cfg, d.cfg), (self.threshold, d.threshold),
                            (self.temperature, d.temperature),
                            (self.text_temperature, d.text_temperature),
-                           (self.seed, d.seed), (self.remask, d.remask_threshold)):
+                           (self.seed, d.seed), (self.remask, d.remask_threshold),
+                           (self.self_check, d.self_check)):
             box.setValue(value)
         self.seed_random.setChecked(d.seed_random)
         self.self_correction.setChecked(d.self_correction)
@@ -208,7 +216,7 @@ class SettingsDialog(QDialog):
             cfg=self.cfg.value(), threshold=self.threshold.value(),
             temperature=self.temperature.value(),
             text_temperature=self.text_temperature.value(),
-            thinking=self.thinking.currentData(),
+            thinking=self.thinking.currentData(), self_check=self.self_check.value(),
             seed_random=self.seed_random.isChecked(), seed=self.seed.value(),
             self_correction=self.self_correction.isChecked(),
             remask_threshold=self.remask.value(),

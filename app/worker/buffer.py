@@ -4,8 +4,9 @@ Used at every hop where a fast writer meets a slower reader: the worker's outbox
 the pipe), the client's inbox (reader thread vs. a busy GUI loop) and each job's stream (events vs.
 the code iterating it). Nothing is reordered and no step record is lost; only what a slow reader
 could never usefully show is dropped:
-- a Step's preview array once a newer preview of the same job is waiting (the GUI paints only the
-  latest canvas anyway; the step's positions/tokens/confidence are kept for the history);
+- a Step's preview array once a newer preview of the same job and drawing (attempt) is waiting
+  (the GUI paints only the latest canvas anyway; the step's positions/tokens/confidence are kept
+  for the history);
 - an ExpertActivity once a newer one of the same job is waiting (they are cumulative, so the newer
   one is written into the older's place).
 Not thread-safe: callers hold their own lock.
@@ -32,7 +33,9 @@ class EventBuffer:
     def push(self, event: object) -> None:
         if isinstance(event, Step) and event.preview is not None:
             older = self._preview_holder.get(event.job_id)
-            if older is not None:
+            # A self-check redraw (a new attempt) keeps the drawing before it whole: its last
+            # preview is the picture the run may end up keeping.
+            if older is not None and older.attempt == event.attempt:
                 older.preview = None  # still undelivered, so nobody else holds this record
                 self.dropped_previews += 1
             self._preview_holder[event.job_id] = event

@@ -77,7 +77,8 @@ def run_job(host: Host, request: Generate, cancel: threading.Event) -> Done | Fa
                    job=time.perf_counter() - start)
     return Done(job_id, image_png=image_png, text=result.text, thinking=result.thinking,
                 tokens=result.tokens,
-                timings=timings, warnings=list(result.warnings), params=dict(result.params))
+                timings=timings, warnings=list(result.warnings), params=dict(result.params),
+                checks=[check.as_dict() for check in result.checks])
 
 
 def _is_cancelled(exc: BaseException, cancel: threading.Event) -> bool:
@@ -123,7 +124,7 @@ class StepEmitter:
             revised=view.revised, preview=view.preview, text=view.text,
             expert_counts=None if counts is None else np.asarray(counts).astype(np.int32),
             masked=getattr(view, "masked", None), phase=getattr(view, "phase", None),
-            sent_at=time.time(),
+            attempt=int(getattr(view, "attempt", 0)), sent_at=time.time(),
         ))
         if counts is not None:
             counts = np.asarray(counts, dtype=np.int64)
