@@ -739,3 +739,13 @@ def test_a_self_check_redraw_gets_a_fresh_timeline_and_the_kept_drawing_is_shown
     text = win.chat.bubbles[-1].message.text
     assert text.startswith("Thinking: a red circle\n\nSelf-check: drawn 2 times")
     assert "kept drawing 1" in text
+    # the picker scrubs the redrawn drawing too (it has no final decode), then back
+    picker = win.timeline.drawing
+    assert picker.isVisibleTo(win) and picker.count() == 2 and picker.currentData() == 0
+    assert picker.itemText(1) == "drawing 2 · redrawn"
+    assert picker.itemData(1, Qt.ItemDataRole.ToolTipRole) == "read as “a red disc”"
+    picker.activated.emit(1)
+    assert record.attempt == 1 and win.timeline.count == 4
+    assert np.array_equal(record.frame(3), redraw[3].preview)
+    picker.activated.emit(0)
+    assert record.attempt == 0 and win.timeline.count == 5

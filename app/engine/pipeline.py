@@ -277,6 +277,10 @@ class Pipeline:
     # ---- image tasks ---------------------------------------------------------------------
     def _run_image(self, job, params, on_step, should_cancel) -> JobResult:
         codec = self._require_codec()
+        redraws = params["self_check"]
+        if type(redraws) is not int or redraws < 0:
+            raise JobError("bad_input", f"self_check is the number of redraws allowed, a whole "
+                                        f"number from 0 up, not {redraws!r}")
         side = codec.image_size // codec.patch_size
         free = np.ones(side * side, dtype=bool)
         canvas = np.zeros(side * side, dtype=np.int64)
@@ -312,7 +316,6 @@ class Pipeline:
         denoise = self._denoise_blocks if params["image_schedule"] == "blocks" else \
             self._denoise_canvas
 
-
         def draw(attempt: int) -> np.ndarray:
             tagged = None if on_step is None else \
                 (lambda view: on_step(dataclasses.replace(view, attempt=attempt)))
@@ -320,11 +323,7 @@ class Pipeline:
                            tagged, should_cancel, side)
 
         warnings: list[str] = []
-        redraws = params["self_check"]
-        if type(redraws) is not int or redraws < 0:
-            raise JobError("bad_input", f"self_check is the number of redraws allowed, a whole "
-                                        f"number from 0 up, not {redraws!r}")
-        if drawn_from and redraws > 0:
+        if drawn_from and params["self_check"] > 0:
             codes, checks = self._checked_drawing(draw, drawn_from, params, side,
                                                   should_cancel)
             if not any(check.passed for check in checks):
@@ -356,9 +355,9 @@ class Pipeline:
         best_codes, best_score = None, -float("inf")
         for attempt in range(1 + params["self_check"]):
             codes = draw(attempt)
-            # Read the picture as it would come back in (decoded, encoded again): drawn codes
-            # can be ones the codec never makes for the same pixels, which the model reads
-            # poorly (the demo misread 4 of 6 right pictures from their raw codes).
+            # Read the picture as it would come back in (decoded, then encoded again), the
+            # codes a user who drops it back in gets: a model may draw codes its codec never
+            # makes for those pixels (the demo's came back unchanged where we looked).
             grids = [self.codec.encode(self.codec.decode(codes.reshape(side, side)))]
             described, description = self._describe(grids, params, None, should_cancel)
             score = read_back(self.model, self.prompts.describe(grids), target,

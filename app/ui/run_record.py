@@ -83,8 +83,9 @@ class RunRecord:
         # The self-check's drawings (protocol Done.checks) and, per attempt, its steps and maps:
         # `steps` and the maps are the current drawing's, then (on finish) the kept one's.
         self.checks: list[dict[str, Any]] = []
-        self.attempt = 0
-        self.drawings: dict[int, tuple[list[StepRecord], list, list]] = {}
+        self.attempt = 0  # the drawing `steps` holds
+        self.kept_attempt = 0  # the drawing the result is
+        self.drawings: dict[int, tuple[list[StepRecord], list, list]] = {}  # the others
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.job_id} {self.task} {self.state} {len(self.steps)} steps>"
@@ -130,14 +131,33 @@ class RunRecord:
         """The timeline shows the drawing the self-check kept: the one that passed, else the
         best-scoring one (pipeline._checked_drawing), which need not be the last."""
         if not self.checks:
+            self.kept_attempt = self.attempt
             return
         passed = [c for c in self.checks if c.get("passed")]
-        kept = int((passed[0] if passed else max(self.checks, key=lambda c: c["score"]))
-                   ["attempt"])
-        if kept != self.attempt and kept in self.drawings:
-            self.drawings[self.attempt] = (self.steps, self._orders, self._revisions)
-            self.steps, self._orders, self._revisions = self.drawings.pop(kept)
-            self.attempt = kept
+        self.kept_attempt = int((passed[0] if passed else
+                                 max(self.checks, key=lambda c: c["score"]))["attempt"])
+        self.show_drawing(self.kept_attempt)
+
+    def show_drawing(self, attempt: int) -> None:
+        """Make `steps` and the maps those of drawing `attempt` (one the run streamed)."""
+        if attempt == self.attempt or attempt not in self.drawings:
+            return
+        self.drawings[self.attempt] = (self.steps, self._orders, self._revisions)
+        self.steps, self._orders, self._revisions = self.drawings.pop(attempt)
+        self.attempt = attempt
+
+    def drawing_choices(self) -> list[tuple[int, str, str]]:
+        """(attempt, label, what the model read there) of each drawing the self-check made,
+        for the timeline's picker."""
+        choices = []
+        for check in self.checks:
+            attempt = int(check["attempt"])
+            if attempt != self.attempt and attempt not in self.drawings:
+                continue  # its steps never arrived
+            verdict = "kept" if attempt == self.kept_attempt else "redrawn"
+            choices.append((attempt, f"drawing {attempt + 1} · {verdict}",
+                            f"read as “{check.get('read', '')}”"))
+        return choices
 
     def redraws_note(self) -> str:
         """One line on the self-check's redraws, '' when there were none."""
@@ -148,7 +168,7 @@ class RunRecord:
             return (f"Self-check: drawn {len(self.checks)} times; the model read the first "
                     f"picture as “{first}”.")
         return (f"Self-check: drawn {len(self.checks)} times, never read back as meant; kept "
-                f"drawing {self.attempt + 1}.")
+                f"drawing {self.kept_attempt + 1}.")
 
     @property
     def finished(self) -> bool:

@@ -129,6 +129,11 @@ class Timeline(QWidget):
             self.speed.addItem(label, fps)
         self.speed.setCurrentIndex(1)
         self.speed.currentIndexChanged.connect(self._update_interval)
+        # The self-check's drawings (a run that redrew): the kept one, or one it redrew.
+        self.drawing = QComboBox(toolTip="The self-check's drawings: scrub the kept one or one "
+                                         "the model misread and drew again")
+        self.drawing.setVisible(False)
+        self.drawing.activated.connect(self._pick_drawing)
         self.label = QLabel("no run yet")
         self.label.setObjectName("stepLabel")
         self.label.setMinimumWidth(120)
@@ -141,6 +146,7 @@ class Timeline(QWidget):
         layout.addWidget(self.play_button)
         layout.addWidget(self.speed)
         layout.addWidget(self.bar, 1)
+        layout.addWidget(self.drawing)
         layout.addWidget(self.label)
         layout.addWidget(self.gif_button)
         layout.addWidget(self.png_button)
@@ -165,16 +171,36 @@ class Timeline(QWidget):
             self.bar.set_data([], [], False, 0)
         else:
             revised = [int(s.revised.size) for s in run.steps]
-            final = run.state == "done" and (run.image_png is not None or run.kind == "text")
+            final = run.state == "done" and (run.image_png is not None or run.kind == "text") \
+                and run.attempt == run.kept_attempt  # a redrawn drawing has no final decode
             total = run.steps[-1].total if run.steps else 0
             if run.finished:
                 total = len(run.steps)  # a stopped run keeps only what it did
             self.bar.set_data(run.committed_per_step(), revised, final and bool(run.steps), total)
+        self._list_drawings()
         if follow and self.count:
             self.position = self.count - 1
         self.position = max(0, min(self.position, max(0, self.count - 1)))
         self.bar.position = self.position
         self._sync()
+
+    def _list_drawings(self) -> None:
+        choices = self.run.drawing_choices() if self.run is not None and self.run.finished \
+            else []
+        self.drawing.setVisible(len(choices) > 1)
+        self.drawing.clear()
+        for attempt, label, read in choices:
+            self.drawing.addItem(label, attempt)
+            self.drawing.setItemData(self.drawing.count() - 1, read, Qt.ItemDataRole.ToolTipRole)
+        if choices:
+            self.drawing.setCurrentIndex(max(0, self.drawing.findData(self.run.attempt)))
+
+    def _pick_drawing(self, index: int) -> None:
+        if self.run is None or index < 0:
+            return
+        self.run.show_drawing(int(self.drawing.itemData(index)))
+        self.refresh(follow=True)
+        self.step_changed.emit(self.position)
 
     def set_step(self, index: int) -> None:
         if not self.count:
