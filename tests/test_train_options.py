@@ -39,3 +39,24 @@ def test_init_keeps_or_extends_the_folders_tokenizer(tmp_path):
     extended = Tokenizer.from_file(str(tmp_path / "extended" / "tokenizer.json"))
     assert extended.encode(BG_EDIT).tokens[-1] == "red background"
     assert extended.get_vocab() == kept.get_vocab()
+
+
+def test_text_batch_size_sizes_only_the_image_free_batches(tmp_path, monkeypatch):
+    """--text-batch-size: thinking batches (no image in or out) take their own batch size;
+    a batch with a canvas keeps --batch-size."""
+    from app.demo import train as train_module
+
+    sizes = []
+    real = train_module.collate
+
+    def recording(examples, *args, **kwargs):
+        sizes.append(len(examples))
+        return real(examples, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "collate", recording)
+    summary = _train(tmp_path / "think", text_batch_size=3)
+    assert sizes == [3] and summary["text_batch_size"] == 3
+    train(tmp_path / "draw", steps=1, batch_size=1, seed=0, lr=1e-3, threads=1,
+          checkpoint_every=0, task_mix={"generate": 1.0}, image_layout="canvas",
+          text_batch_size=3)
+    assert sizes == [3, 1]
