@@ -326,6 +326,7 @@ def test_self_check_redraws_with_the_next_seeds_and_keeps_the_best_scoring(pipel
         (0, 7, False), (1, 8, False), (2, 9, False)]
     assert [v.attempt for v in views if v.phase is None] == [0] * 3 + [1] * 3 + [2] * 3
     kept = max(checks, key=lambda c: c.score)
+    assert [c.kept for c in checks] == [c is kept for c in checks]
     assert any(w.startswith("self-check: in 3 drawings") and f"kept drawing {kept.attempt + 1}"
                in w for w in result.warnings)
     # thinking is greedy here, so a plain job at the kept seed thinks and draws the same
@@ -349,8 +350,8 @@ def test_a_picture_that_reads_back_is_kept_at_once(pipeline, monkeypatch):
     monkeypatch.setattr(pipeline, "_describe", describe_as_drawn)
     result = pipeline.run(JobSpec("generate", "a red circle", params={
         **SELF_CHECKED, "seed": 3, "self_check": 2}))
-    assert [(c.attempt, c.passed, c.read) for c in result.checks] == [
-        (0, True, "a large red circle")]
+    assert [(c.attempt, c.passed, c.read, c.kept) for c in result.checks] == [
+        (0, True, "a large red circle", True)]
     assert np.array_equal(result.tokens, plain.tokens) and not result.warnings
     # it read the picture as it would come back in: decoded, then encoded again
     codec = pipeline.codec

@@ -708,8 +708,8 @@ def test_sampling_settings_default_to_the_models_own(loop, make_window, tmp_path
 def test_a_self_check_redraw_gets_a_fresh_timeline_and_the_kept_drawing_is_shown(loop,
                                                                                  make_window):
     """Self-check (app/engine/self_check.py): a redraw's steps (attempt 1) start a fresh
-    timeline; when no drawing passed, the timeline shows the best-scoring one, which need not
-    be the last, and the chat says how many drawings there were."""
+    timeline; at the end the timeline shows the drawing the engine kept, which need not be the
+    last, and the chat says how many drawings there were."""
     win = make_window()
     win.prompt.set_text("a red circle")
     record = win.run()
@@ -728,8 +728,10 @@ def test_a_self_check_redraw_gets_a_fresh_timeline_and_the_kept_drawing_is_shown
     assert record.commit_order(1).max() == 1  # the redraw's own commit order, from step 0
     for step in redraw[2:]:
         stream._push(step)
-    checks = [{"attempt": 0, "seed": 42, "passed": False, "score": -0.2, "read": "a red square"},
-              {"attempt": 1, "seed": 43, "passed": False, "score": -0.9, "read": "a red disc"}]
+    checks = [{"attempt": 0, "seed": 42, "passed": False, "score": -0.2, "read": "a red square",
+               "kept": True},
+              {"attempt": 1, "seed": 43, "passed": False, "score": -0.9, "read": "a red disc",
+               "kept": False}]
     stream._push(Done(record.job_id, image_png=result_png(), thinking="a red circle",
                       params={"seed": 42, "image_steps": 4}, checks=checks))
     settle(loop)

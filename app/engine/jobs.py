@@ -59,11 +59,12 @@ class SelfCheck:
     seed: int  # the seed it was drawn with (the job's seed + attempt)
     passed: bool  # the model read its picture back as the text it was drawn from
     score: float  # mean log probability of that text, read from the picture
-    read: str  # what the model read there (its first choices, all at once)
+    read: str  # what the model read there (its description of the picture)
+    kept: bool = False  # the job's result is this drawing
 
     def as_dict(self) -> dict[str, Any]:
         return {"attempt": self.attempt, "seed": self.seed, "passed": self.passed,
-                "score": round(self.score, 4), "read": self.read}
+                "score": round(self.score, 4), "read": self.read, "kept": self.kept}
 
 
 @dataclass

@@ -327,7 +327,7 @@ class Pipeline:
             codes, checks = self._checked_drawing(draw, drawn_from, params, side,
                                                   should_cancel)
             if not any(check.passed for check in checks):
-                best = max(checks, key=lambda check: check.score)
+                best = next(check for check in checks if check.kept)
                 warnings.append(
                     f"self-check: in {len(checks)} drawings the model never read its picture "
                     f"back as {self.prompts.decode_text(drawn_from)!r}; kept drawing "
@@ -352,7 +352,7 @@ class Pipeline:
         passes at once is unchanged."""
         ids = self.prompts.ids
         checks: list[SelfCheck] = []
-        best_codes, best_score = None, -float("inf")
+        drawings: list[np.ndarray] = []
         for attempt in range(1 + params["self_check"]):
             codes = draw(attempt)
             # Read the picture as it would come back in (decoded, then encoded again), the
@@ -366,11 +366,12 @@ class Pipeline:
             passed = described == list(target)
             checks.append(SelfCheck(attempt, params["seed"] + attempt, passed, score,
                                     description))
+            drawings.append(codes)
             if passed:
-                return codes, checks
-            if score > best_score:
-                best_codes, best_score = codes, score
-        return best_codes, checks
+                break
+        kept = checks[-1] if checks[-1].passed else max(checks, key=lambda c: c.score)
+        checks[kept.attempt] = dataclasses.replace(kept, kept=True)
+        return drawings[kept.attempt], checks
 
     def _edit_thinking(self, grid: np.ndarray, instruction: str, params, on_step,
                        should_cancel) -> tuple[Layout, str, list[int]]:

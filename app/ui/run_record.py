@@ -128,14 +128,10 @@ class RunRecord:
             self.error = event
 
     def _show_kept_drawing(self) -> None:
-        """The timeline shows the drawing the self-check kept: the one that passed, else the
-        best-scoring one (pipeline._checked_drawing), which need not be the last."""
-        if not self.checks:
-            self.kept_attempt = self.attempt
-            return
-        passed = [c for c in self.checks if c.get("passed")]
-        self.kept_attempt = int((passed[0] if passed else
-                                 max(self.checks, key=lambda c: c["score"]))["attempt"])
+        """The timeline shows the drawing the self-check kept (marked "kept" by the engine),
+        which need not be the last."""
+        kept = [int(c["attempt"]) for c in self.checks if c.get("kept")]
+        self.kept_attempt = kept[0] if kept else self.attempt
         self.show_drawing(self.kept_attempt)
 
     def show_drawing(self, attempt: int) -> None:
