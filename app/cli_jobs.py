@@ -79,11 +79,22 @@ def self_check_option(p: argparse.ArgumentParser) -> None:
                         "drew from; 0: off (default: the model folder's setting)")
 
 
-def _redraws(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= MAX_REDRAWS:
-        raise argparse.ArgumentTypeError(f"between 0 and {MAX_REDRAWS}, not {value}")
+def redraw_count(value) -> int:
+    """A self-check redraw count as the CLI and batch jobs allow it (0..MAX_REDRAWS)."""
+    if type(value) is not int or not 0 <= value <= MAX_REDRAWS:
+        raise TypeError(f"\"self_check\" must be a whole number 0-{MAX_REDRAWS}, not {value!r}")
     return value
+
+
+def _redraws(text: str) -> int:
+    try:
+        value: int | str = int(text)
+    except ValueError:
+        value = text  # not a number: redraw_count names it as given
+    try:
+        return redraw_count(value)
+    except TypeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def thinking_params(task: str, on: bool | None) -> dict:
@@ -226,10 +237,7 @@ def _batch_one(pipeline, line, number, args, JobSpec, JobError) -> dict:
                 raise TypeError(f"\"thinking\" must be true or false, not {job['thinking']!r}")
             params.update(thinking_params(task, job["thinking"]))
         if job.get("self_check") is not None:
-            if type(job["self_check"]) is not int or not 0 <= job["self_check"] <= MAX_REDRAWS:
-                raise TypeError(f"\"self_check\" must be a whole number 0-{MAX_REDRAWS}, not "
-                                f"{job['self_check']!r}")
-            params["self_check"] = job["self_check"]
+            params["self_check"] = redraw_count(job["self_check"])
         spec = JobSpec(task, text, images=images, mask=mask, params=params)
         result = pipeline.run(spec)
     except (ValueError, KeyError, TypeError) as exc:  # JobError and ImageError are ValueErrors

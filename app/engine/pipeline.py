@@ -323,8 +323,8 @@ class Pipeline:
                            tagged, should_cancel, side)
 
         warnings: list[str] = []
-        if drawn_from and params["self_check"] > 0:
-            codes, checks = self._checked_drawing(draw, drawn_from, params, side,
+        if drawn_from and redraws > 0:
+            codes, checks = self._checked_drawing(draw, drawn_from, redraws, params, side,
                                                   should_cancel)
             if not any(check.passed for check in checks):
                 best = next(check for check in checks if check.kept)
@@ -342,18 +342,19 @@ class Pipeline:
                          timings={"decode": time.perf_counter() - start}, checks=checks,
                          warnings=warnings)
 
-    def _checked_drawing(self, draw: Callable[[int], np.ndarray], target: list[int], params,
-                         side: int, should_cancel) -> tuple[np.ndarray, list[SelfCheck]]:
+    def _checked_drawing(self, draw: Callable[[int], np.ndarray], target: list[int],
+                         redraws: int, params, side: int,
+                         should_cancel) -> tuple[np.ndarray, list[SelfCheck]]:
         """Draw, have the model describe the picture (as answer thinking does) and redraw
         with the next seed while the description is not `target` word for word, up to
-        params["self_check"] redraws; the first picture that passes, else the one whose
+        `redraws` times; the first picture that passes, else the one whose
         read-back score of `target` (self_check.read_back) is best, and every drawing's check.
         The first drawing is the one the job draws without a self-check, so a picture that
         passes at once is unchanged."""
         ids = self.prompts.ids
         checks: list[SelfCheck] = []
         drawings: list[np.ndarray] = []
-        for attempt in range(1 + params["self_check"]):
+        for attempt in range(1 + redraws):
             codes = draw(attempt)
             # Read the picture as it would come back in (decoded, then encoded again), the
             # codes a user who drops it back in gets: a model may draw codes its codec never
