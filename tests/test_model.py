@@ -88,3 +88,20 @@ def test_bf16_forward_runs_and_is_close(tiny_model):
     low = tiny_model.to(torch.bfloat16)
     out = low(ids)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_bool_logits_index_picks_positions_per_row(tiny_model, tiny_config):
+    ids = torch.randint(0, tiny_config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(5))
+    pick = torch.zeros(2, 9, dtype=torch.bool)
+    pick[0, [1, 4]] = True
+    pick[1, [0, 7, 8]] = True
+    full = tiny_model(ids)
+    picked = tiny_model(ids, logits_index=pick)
+    assert picked.shape == (5, tiny_config.vocab_size)
+    assert (picked - full[pick]).abs().max() <= 1e-5
+    try:
+        tiny_model(ids, logits_index=pick[:, :4])
+    except ValueError as err:
+        assert "[B, S]" in str(err)
+    else:
+        raise AssertionError("a bool index of the wrong shape must be refused")

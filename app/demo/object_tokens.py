@@ -48,10 +48,10 @@ class ObjectTokenTie:
         """The table the model uses: each phrase row = its residual + the sum of its parts."""
         return table.index_add(0, self.phrase_ids, table[self.part_ids].sum(1))
 
-    def __call__(self, model, *args):
-        """model(*args) with the tied tables (gradients reach residuals and parts)."""
+    def __call__(self, model, *args, **kwargs):
+        """model(*args, **kwargs) with the tied tables (gradients reach residuals and parts)."""
         tied = {n: self.effective(t) for n, t in zip(TIED, self._tables(model), strict=True)}
-        return functional_call(model, tied, args)
+        return functional_call(model, tied, args, kwargs)
 
     def _tables(self, model) -> list[torch.Tensor]:
         params = dict(model.named_parameters())

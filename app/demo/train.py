@@ -210,8 +210,9 @@ def train(
     words while training (app/demo/object_tokens.py); with `init` the folder's tokenizer decides.
     text_batch_size: the batch size of image-free batches (IMAGE_FREE_KINDS; default:
     batch_size): their steps cost mostly fixed time, so more examples a step come cheap.
-    bf16: run forward and backward under bfloat16 autocast (fp32 weights and optimizer): 1.2x
-    the steps a minute on this 2-core AVX512-BF16 CPU (session 10, 0.57 against 0.68 s a step)."""
+    bf16: run forward and backward under bfloat16 autocast (fp32 weights and optimizer). Which is
+    faster depends on the CPU: session 10's measured 0.57 s a step against 0.68 in fp32, session
+    17's 0.62 against 0.55, so the recipe trains in fp32 again."""
     text_mask_schedule = text_mask_schedule or mask_schedule
     schedule_steps = schedule_steps or steps
     if not 0.0 <= full_mask_rate <= 1.0:
@@ -299,8 +300,10 @@ def train(
             copy_goal = copy_targets(batch.clean, ids.boi, GRID_SIDE)
             copy_head.active = bool((copy_goal != IGNORE).any())
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = forward(batch.noisy, batch.attention, positions)
-            per_token = F.cross_entropy(logits[batch.loss_mask].float(),
+            # The head runs over the scored positions only: a third to a half of them.
+            logits = forward(batch.noisy, batch.attention, positions,
+                             logits_index=batch.loss_mask)
+            per_token = F.cross_entropy(logits.float(),
                                         batch.clean[batch.loss_mask], reduction="none")
             loss = (per_token * weights).sum() / weights.sum()
             # At weight 0 the hidden states are detached: the probe learns, the model does not.

@@ -206,6 +206,10 @@ class LLaDA2MoeModelLM(nn.Module):
     ) -> torch.Tensor:
         """Logits [B, S', V] in fp32 (S' = S unless `logits_index` picks positions).
 
+        logits_index: a slice or 1-D index picks the same positions in every row; a bool [B, S]
+        tensor picks positions per row and gives [N, V] for its N True entries (training scores
+        only the masked positions, so the head need not run over the rest).
+
         attention_mask: None = full bidirectional attention; a 4-D float mask is additive; a 4-D
         bool mask is True = attend (spec §4). With a cache its last axis covers cached + new keys.
         cache_write: how many leading tokens of this call join the cache for later calls.
@@ -227,7 +231,12 @@ class LLaDA2MoeModelLM(nn.Module):
             h = layer(h, cos, sin, mask, cache, cache_write)
         if cache is not None:
             cache.length += cache_write
-        if logits_index is not None:
+        if isinstance(logits_index, torch.Tensor) and logits_index.dtype == torch.bool:
+            if logits_index.shape != (b, s):
+                raise ValueError(f"bool logits_index must be [B, S] = {[b, s]}, "
+                                 f"got {list(logits_index.shape)}")
+            h = h[logits_index]
+        elif logits_index is not None:
             h = h[:, logits_index]
         return self.lm_head(self.model.norm(h)).float()
 
