@@ -155,3 +155,22 @@ def test_two_object_rate_sets_the_share_of_two_object_scenes(assets):
         prompts.text(world.caption(scene))[:5])
     with pytest.raises(ValueError, match="two_object_rate"):
         ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas", two_object_rate=1.5)
+
+
+def test_near_miss_rate_asks_is_there_and_leaves_other_runs_unchanged(assets):
+    config, tokenizer, codec, prompts = assets
+    vocab = tokenizer.get_vocab_size()
+    always = ExampleMaker(prompts, codec, vocab, "canvas", near_miss_rate=1.0)
+    rng = np.random.default_rng(9)
+    for kind in ("ask", "ask_think"):
+        for _ in range(6):
+            e = always.make(rng, kind)
+            prompt = tokenizer.decode(e.ids[~e.free].tolist())
+            assert "is there a" in prompt.lower(), prompt
+    plain = ExampleMaker(prompts, codec, vocab, "canvas")
+    off = ExampleMaker(prompts, codec, vocab, "canvas", near_miss_rate=0.0)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(6):
+        assert plain.make(a, "ask").ids.tolist() == off.make(b, "ask").ids.tolist()
+    with pytest.raises(ValueError, match="near_miss_rate"):
+        ExampleMaker(prompts, codec, vocab, "canvas", near_miss_rate=1.5)

@@ -385,3 +385,20 @@ def test_vocabulary_covers_every_generated_text():
     words = {w for t in texts for w in t.lower().replace("?", " ? ").split()}
     assert words <= vocab
     assert set(COLORS) <= vocab
+
+
+def test_is_there_near_misses_share_one_word_with_an_object_that_is_there():
+    from app.demo.world import sample_is_there
+
+    rng = np.random.default_rng(8)
+    answers = []
+    for scene in scenes(200, seed=8):
+        question, answer = sample_is_there(scene, rng)
+        assert answer == expected_answer(scene, question), question
+        words = normalize_text(question)
+        color, shape = words[-2], words[-1]
+        if answer == "no":  # a near miss: exactly one of colour and shape matches an object
+            assert color != scene.background
+            assert any((o.color == color) != (o.shape == shape) for o in scene.objects)
+        answers.append(answer)
+    assert 0.4 < answers.count("yes") / len(answers) < 0.6

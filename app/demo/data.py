@@ -55,14 +55,16 @@ class ExampleMaker:
                  image_layout: str = "blocks",
                  text_pad_weight: float = TEXT_PAD_WEIGHT, kept_object_weight: float = 1.0,
                  changed_cell_weight: float = 1.0, answer_scene: bool = False,
-                 two_object_rate: float | None = None):
+                 two_object_rate: float | None = None, near_miss_rate: float = 0.0):
         """image_layout: "blocks" (block-causal canvas, for collate_blocks) or "canvas" (the
         whole canvas one segment after the prefix: MaskGIT-style decoding, for collate).
         text_pad_weight: loss weight of text answers' padding after the first eos.
         answer_scene: the scene probe also labels text answers' positions: a thinking answer
         with the scene its prompt states, a question's answer with its image's scene.
         two_object_rate: share of two-object scenes (inpainting aside, which adds an object to
-        a one-object scene); None: the world's own draw (half), with its random numbers."""
+        a one-object scene); None: the world's own draw (half), with its random numbers.
+        near_miss_rate: share of question examples (ask, ask_think) that ask "is there" with
+        world.sample_is_there's near misses; 0: every question from world.sample_qa."""
         if image_layout not in ("blocks", "canvas"):
             raise ValueError(f"image_layout must be 'blocks' or 'canvas', not {image_layout!r}")
         self.prompts, self.codec, self.text_vocab = prompts, codec, text_vocab
@@ -84,6 +86,12 @@ class ExampleMaker:
         if two_object_rate is not None and not 0.0 <= two_object_rate <= 1.0:
             raise ValueError(f"two_object_rate must be in [0, 1], not {two_object_rate}")
         self.two_object_rate = two_object_rate
+        # "Is there a red circle" answered "yes" 12/15 whatever the picture (session 16): the
+        # answer must match both words against the picture, and sample_qa's "no" questions
+        # rarely share either word with an object that is there.
+        if not 0.0 <= near_miss_rate <= 1.0:
+            raise ValueError(f"near_miss_rate must be in [0, 1], not {near_miss_rate}")
+        self.near_miss_rate = near_miss_rate
         self.offset = prompts.ids.image_offset
         self.side = world.IMAGE_SIZE // world.PATCH_SIZE
 
@@ -205,7 +213,7 @@ class ExampleMaker:
 
     def _ask(self, rng) -> Example:
         scene = self._scene(rng)
-        question, answer = world.sample_qa(scene, rng)
+        question, answer = self._question(scene, rng)
         prompt = self.prompts.understand([self.codes(scene)], question)
         shown = scene_slots(scene) if self.answer_scene else None
         return self._text_example(prompt, self.prompts.text(answer), "ask", scene,
@@ -215,11 +223,17 @@ class ExampleMaker:
         """Answer thinking's text step (tasks.answer_from_description): from the question and
         the picture's description, the answer. Text only, like `_edit_think`."""
         scene = self._scene(rng)
-        question, answer = world.sample_qa(scene, rng)
+        question, answer = self._question(scene, rng)
         prompt = self.prompts.answer_from_description(question, self._thinking(scene))
         shown = scene_slots(scene) if self.answer_scene else None
         return self._text_example(prompt, self.prompts.text(answer), "ask_think", None,
                                   answer_slots=shown)
+
+    def _question(self, scene: world.Scene, rng) -> tuple[str, str]:
+        # rng drawn only with the option on, so runs without it see the same examples as before
+        if self.near_miss_rate and rng.random() < self.near_miss_rate:
+            return world.sample_is_there(scene, rng)
+        return world.sample_qa(scene, rng)
 
     def _text_example(self, prompt: list[int], answer: list[int], kind: str,
                       scene: world.Scene | None,

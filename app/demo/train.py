@@ -182,6 +182,7 @@ def train(
     kept_object_weight: float = 1.0, changed_cell_weight: float = 1.0,
     text_rewrites: bool = True, text_mask_schedule: str | None = None,
     answer_scene: bool = False, bf16: bool = False, two_object_rate: float | None = None,
+    near_miss_rate: float = 0.0,
     full_mask_rate: float = 0.0, object_tokens: bool = False,
     text_batch_size: int | None = None,
 ) -> dict:
@@ -205,6 +206,8 @@ def train(
     uniform 10 %); the last steps of a text decode have few masks left.
     answer_scene: the scene probe also labels text answers (data.ExampleMaker).
     two_object_rate: share of two-object scenes (data.ExampleMaker); None: half, as drawn.
+    near_miss_rate: share of question examples asking "is there" with near misses
+    (data.ExampleMaker).
     full_mask_rate: share of image-output examples masked whole (data.collate; canvas layout).
     object_tokens: a fresh tokenizer reads each full object phrase as one token, tied to its
     words while training (app/demo/object_tokens.py); with `init` the folder's tokenizer decides.
@@ -241,7 +244,8 @@ def train(
     prompts = PromptBuilder.for_model(tokenizer, config, codec)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), image_layout,
                          text_pad_weight, kept_object_weight,
-                         changed_cell_weight, answer_scene, two_object_rate)
+                         changed_cell_weight, answer_scene, two_object_rate,
+                         near_miss_rate)
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     # Trained to rewrite a description by an instruction, or to answer from one: edits and
     # questions think first (describe, then that text step) by default.
@@ -372,6 +376,7 @@ def train(
                "changed_cell_weight": changed_cell_weight,
                "text_rewrites": text_rewrites, "answer_scene": answer_scene, "bf16": bf16,
                "two_object_rate": two_object_rate, "full_mask_rate": full_mask_rate,
+               "near_miss_rate": near_miss_rate,
                "image_layout": image_layout, "object_tokens": tie is not None,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -509,6 +514,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--two-object-rate", type=float, default=None,
                         help="share of two-object scenes in training (default: half, the "
                              "world's own draw)")
+    parser.add_argument("--near-miss-rate", type=float, default=0.0,
+                        help="share of question examples (ask, ask_think) asking 'is there' "
+                             "about a near miss or an object that is there (default 0)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for forward and backward (fp32 weights)")
     parser.add_argument("--no-text-rewrites", action="store_true",
@@ -534,6 +542,7 @@ def main(argv: list[str] | None = None) -> None:
           changed_cell_weight=args.changed_cell_weight,
           text_rewrites=not args.no_text_rewrites, answer_scene=args.answer_scene,
           bf16=args.bf16, two_object_rate=args.two_object_rate,
+          near_miss_rate=args.near_miss_rate,
           full_mask_rate=args.full_mask_rate, object_tokens=args.object_tokens,
           text_batch_size=args.text_batch_size)
 

@@ -468,6 +468,24 @@ def _qa_candidates(scene: Scene, kind: str, rng: np.random.Generator) -> list[st
     raise ValueError(f"unknown question kind {kind!r}; choose from {', '.join(QA_KINDS)}")
 
 
+def sample_is_there(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """An "is there" question, half of them about an object the scene has ("yes"), half about a
+    near miss ("no"): an object colour and shape it lacks that share the colour or the shape of
+    one it has, so the answer turns on both words (sample_qa's "no" questions mostly share
+    neither). Training data only: `unmask eval` asks sample_qa's questions."""
+    objs = scene.objects
+    present = {(o.color, o.shape) for o in objs}
+    misses = sorted({(c, s) for o in objs for c in COLORS for s in SHAPES
+                     if (c == o.color) != (s == o.shape) and c != scene.background
+                     and (c, s) not in present})
+    if rng.random() < 0.5 or not misses:
+        color, shape = sorted(present)[rng.integers(len(present))]
+    else:
+        color, shape = misses[rng.integers(len(misses))]
+    question = _ask(f"is there a {color} {shape}")
+    return question, answer_question(scene, question)
+
+
 def sample_qa(
     scene: Scene, rng: np.random.Generator, kind: str | None = None
 ) -> tuple[str, str]:
