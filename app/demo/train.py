@@ -215,7 +215,8 @@ def train(
     batch_size): their steps cost mostly fixed time, so more examples a step come cheap.
     bf16: run forward and backward under bfloat16 autocast (fp32 weights and optimizer). Which is
     faster depends on the CPU: session 10's measured 0.57 s a step against 0.68 in fp32, session
-    17's 0.62 against 0.55, so the recipe trains in fp32 again."""
+    17's 0.62 against 0.55. The recipe keeps it: the shipped weights were trained with it, and a
+    from-scratch fp32 run (session 17, docs/demo-model.md) did not learn two objects."""
     text_mask_schedule = text_mask_schedule or mask_schedule
     schedule_steps = schedule_steps or steps
     if not 0.0 <= full_mask_rate <= 1.0:
