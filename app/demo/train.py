@@ -305,7 +305,8 @@ def train(
             copy_goal = copy_targets(batch.clean, ids.boi, GRID_SIDE)
             copy_head.active = bool((copy_goal != IGNORE).any())
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            # The head runs over the scored positions only: a third to a half of them.
+            # The head runs over the scored positions only: the prompt and the kept cells
+            # need no logits.
             logits = forward(batch.noisy, batch.attention, positions,
                              logits_index=batch.loss_mask)
             per_token = F.cross_entropy(logits.float(),
