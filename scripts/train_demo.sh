@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Retrains the shipped ShapesWorld demo model (resources/models/shapes-demo) from scratch,
 # reproducibly by seed, on the CPU: 5700 steps, then 700 more, then 1000 that add edit and answer
-# thinking's text steps (75.1 + 9.7 minutes measured on 2 idle cores in session 13, + 4.6 in
-# session 17: 89.4 minutes; keep other torch work off the machine meanwhile, two processes each
+# thinking's text steps (75.1 + 9.7 minutes measured on 2 idle cores in session 13, + 4.4 in
+# session 17: 89.2 minutes; keep other torch work off the machine meanwhile, two processes each
 # spinning 2 OpenMP threads on 2 cores slow both several-fold).
 #  - whole-canvas (MaskGIT) image layout, the task mix generate .3 / edit .13 / inpaint .1 /
 #    ask .27 / think .2, cosine mask-ratio schedule (more heavily masked canvases);
@@ -58,10 +58,11 @@ mv "$OUT/training_log.json" "$OUT/training/"
 mv "$OUT/training_log.json" "$OUT/training/training_log-stage2.json"
 # Stage 3 (session 15; 1000 steps at 2e-4 in fp32 since session 17, which scored 3-4 points
 # better on every task than 600 at 2.5e-4, see docs/demo-model.md): the text steps of edit and
-# answer thinking (app/demo/data.py edit_think, ask_think: rewrite a description by an instruction, answer from a description), mixed with
-# drawing, thinking and question batches so drawing does not drift; the probes' losses at weight
-# 0 (fresh probes would push random gradients into a trained model). The folder then thinks
-# before edits and answers by default (train.py: edit_thinking, ask_thinking).
+# answer thinking (app/demo/data.py edit_think, ask_think: rewrite a description by an
+# instruction, answer from a description), mixed with drawing, thinking and question batches
+# so drawing does not drift; the probes' losses at weight 0 (fresh probes would push random
+# gradients into a trained model). The folder then thinks before edits and answers by default
+# (train.py: edit_thinking, ask_thinking).
 .venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 2 --steps 1000 --lr 2e-4 \
   --warmup 20 --image-layout canvas \
   --task-mix generate=0.2,inpaint=0.03,ask=0.1,think=0.1,edit_think=0.35,ask_think=0.22 \
