@@ -28,6 +28,9 @@ def _add_bench(sub) -> None:
     placement.add_argument("--repeats", type=int, default=1)
     placement.add_argument("--int8", action="store_true", help="int8 weight-only CPU experts")
     placement.add_argument("--threads", type=int, default=None)
+    placement.add_argument("--accelerate-forwards", type=int, default=None, metavar="N",
+                           help="time accelerate over the loop's first N forwards and scale to the "
+                                "whole loop (its full loop takes many minutes on a GPU)")
 
 
 def cmd_bench(args) -> int:
@@ -48,9 +51,11 @@ def cmd_bench(args) -> int:
         torch.set_num_threads(torch.get_num_threads())
     results = run_engine_bench(args.scale, device, getattr(torch, dtype_name), args.image_tokens,
                                args.repeats, args.skip_reference)
+    from app.engine.moe import expert_kernel
+
     header = (f"bench engine: scale {args.scale}, {device} ({_device_name(device)}), {dtype_name}, "
               f"{args.image_tokens} image tokens, prompt 64, block 32, 8 steps/block, CFG; "
-              f"median of {args.repeats}")
+              f"median of {args.repeats}; routed experts: {expert_kernel(device)}")
     print(format_table(results, header))
     return 0
 
@@ -67,7 +72,8 @@ def cmd_bench_placement(args) -> int:
     from app.engine.placement_bench import run_placement_bench
 
     print(run_placement_bench(args.scale, args.device, args.budget, image_tokens=args.image_tokens,
-                              repeats=args.repeats, int8=args.int8, threads=args.threads))
+                              repeats=args.repeats, int8=args.int8, threads=args.threads,
+                              accelerate_forwards=args.accelerate_forwards))
     return 0
 
 

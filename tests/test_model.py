@@ -70,6 +70,44 @@ def test_grouped_and_looped_expert_paths_agree(tiny_model):
     assert torch.allclose(grouped, looped, atol=1e-5)
 
 
+def test_a_build_that_refuses_grouped_mm_falls_back_to_the_loop_once(tiny_model, monkeypatch):
+    from app.engine import moe
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("grouped_mm: unsupported on this build\nsecond line")
+
+    monkeypatch.setattr(moe, "_grouped_mm", refuse)
+    monkeypatch.setattr(moe, "_grouped_mm_error", None)
+    monkeypatch.setattr(moe.StackedExperts, "_grouped_mm_ok", lambda self, x: moe._grouped_mm_error is None)
+    experts = tiny_model.moe_blocks()[0].experts
+    x = torch.randn(20, experts.gate_proj.shape[2])
+    counts = torch.tensor([3, 0, 5, 2, 4, 0, 6, 0])
+    with pytest.warns(RuntimeWarning, match="unsupported on this build"):
+        auto = experts.compute_sorted(x, counts)
+    assert torch.equal(auto, experts.compute_sorted(x, counts, grouped=False))
+    assert moe.expert_kernel("cuda") == ("loop over active experts "
+                                         "(grouped_mm failed: grouped_mm: unsupported on this build)")
+    with pytest.raises(RuntimeError, match="unsupported"):  # forced: the caller hears of it
+        experts.compute_sorted(x, counts, grouped=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_grouped_mm_on_cuda_matches_the_loop_in_bf16():
+    from app.engine import moe
+    from app.engine.presets import config_for, random_model
+
+    # hidden 64 / expert width 32: grouped_mm's 16-byte alignment holds in bf16
+    config = config_for("tiny", hidden_size=64, moe_intermediate_size=32)
+    experts = random_model(config, seed=2, dtype=torch.bfloat16, device="cuda").moe_blocks()[0].experts
+    counts = torch.tensor([3, 0, 5, 2, 4, 0, 6, 0], device="cuda")
+    x = torch.randn(20, 64, device="cuda", dtype=torch.bfloat16)
+    assert experts._grouped_mm_ok(x)
+    grouped = experts.compute_sorted(x, counts, grouped=True)
+    looped = experts.compute_sorted(x, counts, grouped=False)
+    assert moe._grouped_mm_error is None
+    assert (grouped.float() - looped.float()).abs().max() <= 0.02 * looped.float().abs().max()
+
+
 def test_kv_cache_forward_equals_full_window(tiny_model, tiny_config):
     from app.engine.model import KVCache
 

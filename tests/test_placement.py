@@ -369,3 +369,16 @@ def test_cpu_bench_runs_and_says_so():
     assert "CPU-SCALE RUN" in table
     for variant in ("all on device", "expert placement", "accelerate dispatch_model"):
         assert variant in table
+
+
+def test_bench_can_time_accelerate_on_the_first_forwards_and_scales_to_the_loop():
+    from app.engine.bench import image_loop
+    from app.engine.placement_bench import run_placement_bench
+
+    model = random_model(config_for("tiny"), seed=0)
+    assert image_loop(model, prompt_len=64, image_tokens=64, use_cache=True, cfg=True) == 16
+    assert image_loop(model, prompt_len=64, image_tokens=64, use_cache=True, cfg=True, max_forwards=3) == 3
+    table = run_placement_bench("tiny", "cpu", image_tokens=64, threads=1, accelerate_forwards=3)
+    row = next(line for line in table.splitlines() if line.startswith("accelerate dispatch_model"))
+    assert row.split()[3] == "16"  # forwards column: the whole loop's, 8 steps x 2 blocks
+    assert "timed over the loop's first 3 forwards, loop time = ms/forward x 16" in row

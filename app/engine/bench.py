@@ -9,6 +9,7 @@ issue: a 1024-token image (prompt 64, block 32, 8 steps per block, CFG = 2 rows)
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -66,14 +67,24 @@ class LoopTiming:
         return 1000 * self.seconds / max(self.forwards, 1)
 
 
+def progress(timing: LoopTiming, note: str = "") -> None:
+    """Each variant's figure on stderr as it lands: a long run cut short still leaves them."""
+    print(f"  {timing.name}: {timing.seconds:.2f} s, {timing.forwards} forwards, "
+          f"{timing.ms_per_forward:.1f} ms/forward" + (f" ({note})" if note else ""),
+          file=sys.stderr, flush=True)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 @torch.no_grad()
-def image_loop(model, *, prompt_len: int, image_tokens: int, use_cache: bool, cfg: bool) -> int:
-    """Runs the T2I block loop with a fixed quota per step; returns the forwards done."""
+def image_loop(model, *, prompt_len: int, image_tokens: int, use_cache: bool, cfg: bool,
+               max_forwards: int | None = None) -> int:
+    """Runs the T2I block loop with a fixed quota per step; returns the forwards done.
+
+    max_forwards: stop after that many (a slow baseline timed on the loop's first forwards)."""
     config = model.config
     gen = torch.Generator(device="cpu").manual_seed(0)
     offset = config.image_token_offset or 0
@@ -86,7 +97,12 @@ def image_loop(model, *, prompt_len: int, image_tokens: int, use_cache: bool, cf
         eos_id=None, block_length=32, steps=8, scheduler=scheduler, uncond_ids=uncond,
         cfg_scale=2.0 if cfg else 1.0, token_range=(offset, config.vocab_size), use_cache=use_cache,
     )
-    return sum(1 for _ in run)
+    done = 0
+    for _ in run:
+        done += 1
+        if max_forwards is not None and done >= max_forwards:
+            break
+    return done
 
 
 def run_engine_bench(
@@ -111,6 +127,7 @@ def run_engine_bench(
             _sync(dev)
             times.append(time.perf_counter() - start)
         results.append(LoopTiming(name, statistics.median(times), forwards))
+        progress(results[-1])
     return results
 
 

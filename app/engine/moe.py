@@ -7,6 +7,7 @@ every token, while each expert stays addressable by index for placement (placeme
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol
 
 import torch
@@ -21,11 +22,32 @@ GROUP_SCORE_TOP = 2
 NORM_EPS = 1e-20
 
 _HAS_GROUPED_MM = hasattr(F, "grouped_mm") or hasattr(torch, "_grouped_mm")
+# Why grouped_mm was given up (None: not given up). Its support differs across torch builds and
+# GPUs; a build that refuses it falls back to the loop once, with a warning, instead of failing.
+_grouped_mm_error: str | None = None
 
 
 def _grouped_mm(x: torch.Tensor, w: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
     fn = getattr(F, "grouped_mm", None) or torch._grouped_mm
     return fn(x, w, offs=offs)
+
+
+def expert_kernel(device: torch.device | str) -> str:
+    """Which kernel runs the routed experts on `device` (for benchmark headers)."""
+    if torch.device(device).type != "cuda":
+        return "loop over active experts"
+    if not _HAS_GROUPED_MM:
+        return "loop over active experts (this torch has no grouped_mm)"
+    if _grouped_mm_error is not None:
+        return f"loop over active experts (grouped_mm failed: {_grouped_mm_error})"
+    return "grouped_mm"
+
+
+def _give_up_grouped_mm(error: RuntimeError) -> None:
+    global _grouped_mm_error
+    _grouped_mm_error = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    warnings.warn(f"grouped_mm failed, routed experts run as a loop from now on: {_grouped_mm_error}",
+                  RuntimeWarning, stacklevel=3)
 
 
 class MLP(nn.Module):
@@ -104,13 +126,13 @@ class StackedExperts(nn.Module):
 
         grouped: force (True) or forbid (False) the grouped matmul; None picks the faster one.
         """
-        if grouped is None:
-            grouped = self._grouped_mm_ok(x_sorted)
-        if grouped:
-            offs = counts.cumsum(0).to(torch.int32)
-            gate = _grouped_mm(x_sorted, self.gate_proj.transpose(1, 2), offs)
-            up = _grouped_mm(x_sorted, self.up_proj.transpose(1, 2), offs)
-            return _grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), offs)
+        if grouped or grouped is None and self._grouped_mm_ok(x_sorted):
+            try:
+                return self._compute_grouped(x_sorted, counts)
+            except RuntimeError as error:
+                if grouped:  # forced: the caller wants to know
+                    raise
+                _give_up_grouped_mm(error)
         # Fallback: loop over the experts that received tokens (one host sync for the counts).
         out = x_sorted.new_empty(x_sorted.shape[0], self.down_proj.shape[1])
         start = 0
@@ -120,6 +142,12 @@ class StackedExperts(nn.Module):
                 start += n
         return out
 
+    def _compute_grouped(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        offs = counts.cumsum(0).to(torch.int32)
+        gate = _grouped_mm(x_sorted, self.gate_proj.transpose(1, 2), offs)
+        up = _grouped_mm(x_sorted, self.up_proj.transpose(1, 2), offs)
+        return _grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), offs)
+
     def compute_one(self, e: int, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.silu(F.linear(x, self.gate_proj[e])) * F.linear(x, self.up_proj[e]),
                         self.down_proj[e])
@@ -127,7 +155,8 @@ class StackedExperts(nn.Module):
     def _grouped_mm_ok(self, x: torch.Tensor) -> bool:
         # grouped_mm wants 16-byte aligned strides and matching dtypes; its CPU backward fails
         # in torch 2.13, so training takes the loop.
-        if not _HAS_GROUPED_MM or x.dtype != self.gate_proj.dtype or x.shape[0] == 0:
+        if (not _HAS_GROUPED_MM or _grouped_mm_error is not None or x.dtype != self.gate_proj.dtype
+                or x.shape[0] == 0):
             return False
         # On the CPU, torch 2.13's grouped_mm measured ~12x slower than a loop over experts.
         if x.device.type != "cuda":

@@ -53,16 +53,23 @@ def random_model(
     std: float = 0.02,
 ):
     """A model with random weights; norms and expert biases are randomised too so tests see them."""
-    model = build_empty(config, dtype, torch.device(device))
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = torch.device(device)
+    model = build_empty(config, dtype, device)
+    # Drawn where the model lives: the 16B `mini` takes minutes to draw on a CPU, a second on a
+    # GPU. A CUDA model's weights therefore differ from a CPU model's of the same seed.
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def randn(shape):
+        return torch.randn(shape, generator=gen, device=device)
+
     for name, tensor in model.state_dict(keep_vars=True).items():
         if name.endswith("norm.weight") or "layernorm" in name:
-            values = 1.0 + 0.2 * torch.randn(tensor.shape, generator=gen)
+            values = 1.0 + 0.2 * randn(tensor.shape)
         elif name.endswith("expert_bias"):
-            values = 0.1 * torch.randn(tensor.shape, generator=gen)
+            values = 0.1 * randn(tensor.shape)
         elif name.endswith(".bias"):
-            values = 0.02 * torch.randn(tensor.shape, generator=gen)
+            values = 0.02 * randn(tensor.shape)
         else:
-            values = std * torch.randn(tensor.shape, generator=gen)
+            values = std * randn(tensor.shape)
         tensor.copy_(values)
     return model.eval().requires_grad_(False)
