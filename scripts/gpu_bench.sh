@@ -23,6 +23,6 @@ step() {  # step NAME SECONDS COMMAND...
 step env 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv;
   nproc; python3 -c "import torch, accelerate; print(torch.__version__, accelerate.__version__,
   torch.cuda.get_device_name())"'
-step tests 60 python3 -m pytest -q -p no:cacheprovider -x tests/test_model.py tests/test_placement.py
+step tests 60 python3 -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_placement.py tests/test_generate.py tests/test_schedulers.py
 step engine 270 python3 -m app.cli bench engine --scale mini
 step placement 240 python3 -m app.cli bench placement --scale mini --budget 12 --accelerate-forwards 12

@@ -123,3 +123,23 @@ def test_self_correction_reports_revisions(tiny_config):
     steps = list(run)
     assert any(len(s.revised) for s in steps)
     assert not (run.sequence[5:] == MASK).any()  # every position ends committed
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("self_correct", [False, True])
+def test_block_loop_on_cuda_gives_the_cpu_tokens(tiny_config, self_correct):
+    """An image-style run (CFG, token range, KV cache, greedy) on CUDA and on the CPU."""
+    cpu = sharp_model(tiny_config)
+    gpu = sharp_model(tiny_config).to("cuda")
+    prompt = torch.randint(0, 64, (8,), generator=torch.Generator().manual_seed(1))
+    outs = []
+    for model in (cpu, gpu):
+        scheduler = BlockDiffusionScheduler(4, threshold=0.9, remask_threshold=0.05 if self_correct else None)
+        run = BlockDiffusionRun(model, prompt, gen_length=16, mask_id=MASK, eos_id=None, block_length=4,
+                                steps=4, scheduler=scheduler, uncond_ids=prompt[-2:], cfg_scale=2.0,
+                                token_range=(64, 90))
+        steps = list(run)
+        outs.append(run.result().cpu())
+        assert all(s.committed.device == model.device for s in steps)
+    assert outs[0].tolist() == outs[1].tolist()
+    assert all(64 <= t < 90 for t in outs[1].tolist())

@@ -156,7 +156,7 @@ class BlockDiffusionScheduler:
         n_active = active.sum()
         # Top-quota by confidence, written without data-dependent shapes (no host sync).
         rank = torch.empty_like(sequence).scatter_(
-            0, conf.argsort(descending=True, stable=True), torch.arange(len(conf))
+            0, conf.argsort(descending=True, stable=True), torch.arange(len(conf), device=conf.device)
         )
         top = (rank < torch.minimum(n_active, torch.as_tensor(quota))) & active
         commit = torch.where(high.sum() >= quota, high, top)
