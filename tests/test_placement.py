@@ -382,3 +382,22 @@ def test_bench_can_time_accelerate_on_the_first_forwards_and_scales_to_the_loop(
     row = next(line for line in table.splitlines() if line.startswith("accelerate dispatch_model"))
     assert row.split()[3] == "16"  # forwards column: the whole loop's, 8 steps x 2 blocks
     assert "timed over the loop's first 3 forwards, loop time = ms/forward x 16" in row
+
+
+def test_accelerate_baseline_streams_the_experts_it_offloads(tmp_path):
+    """The bench's accelerate row must compute the same model: offloaded MoE layers load their
+    experts (which run outside any submodule's forward) with the preload the bench passes."""
+    from accelerate import dispatch_model
+
+    from app.engine.placement_bench import ACCELERATE_PRELOAD
+
+    config = config_for("tiny")
+    ids = torch.randint(0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(0))
+    reference = random_model(config, seed=0, std=0.3)(ids)
+    device_map = {"model.word_embeddings": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
+                  "model.layers.2": "disk", "model.norm": "cpu", "lm_head": "cpu"}
+    for preload, same in ((None, False), (ACCELERATE_PRELOAD, True)):
+        model = random_model(config, seed=0, std=0.3)
+        dispatch_model(model, device_map, main_device="cpu", offload_dir=str(tmp_path / str(same)),
+                       preload_module_classes=preload)
+        assert torch.equal(model(ids), reference) is same

@@ -31,6 +31,12 @@ from app.engine.placement import (
 )
 from app.engine.presets import config_for, random_model
 
+# accelerate's offload hooks load a submodule's weights when its own forward runs; MoeBlock runs
+# its experts through compute_sorted, not forward, so without this the offloaded experts stay on
+# the meta device and compute garbage (measured: what the first GPU run timed). The whole block
+# loads at its forward instead, as a whole-layer offload does.
+ACCELERATE_PRELOAD = ["MoeBlock"]
+
 
 @dataclass
 class BenchRow:
@@ -82,7 +88,8 @@ def _loop_forwards(image_tokens: int) -> int:
 
 
 def _accelerate_row(model, device: torch.device, weight_budget: int | None, image_tokens: int,
-                    repeats: int, max_forwards: int | None = None) -> BenchRow:
+                    repeats: int, max_forwards: int | None = None,
+                    reference: torch.Tensor | None = None) -> BenchRow:
     """accelerate's dispatch under the budget. max_forwards: time the loop's first forwards and
     scale to the whole loop (every forward streams the same offloaded layers; on a GPU the full
     1024-token loop would take many minutes)."""
@@ -99,19 +106,22 @@ def _accelerate_row(model, device: torch.device, weight_budget: int | None, imag
     device_map = infer_auto_device_map(model, max_memory=max_memory,
                                        no_split_module_classes=["DecoderLayer"])
     offloaded = sum(1 for d in device_map.values() if d in ("cpu", "disk"))
+    preload = ACCELERATE_PRELOAD
     if device.type == "cuda":
         note = f"{offloaded} of {len(device_map)} modules offloaded to the CPU, streamed per forward"
-        dispatch_model(model, device_map, main_device=device)
+        dispatch_model(model, device_map, main_device=device, preload_module_classes=preload)
     else:
         note = "CPU run: hooks only, nothing to offload"
         quiet = logging.getLogger("accelerate.big_modeling")
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # its "offloaded to the cpu" warning is moot on a CPU run
         try:
-            dispatch_model(model, device_map, force_hooks=True)
+            dispatch_model(model, device_map, force_hooks=True, preload_module_classes=preload)
         finally:
             quiet.setLevel(level)
     try:
+        if reference is not None:
+            note += "; " + _agreement(_probe(_Dispatched(model, device), device), reference)
         timing = _time("accelerate dispatch_model", _Dispatched(model, device), device,
                        image_tokens, repeats, max_forwards=max_forwards)
     finally:
@@ -222,6 +232,7 @@ def _variants(setup: _Setup, skip_accelerate: bool) -> list[BenchRow]:
     model = random_model(config_for(setup.scale), seed=0, dtype=setup.dtype,
                          device=dev if fits else "cpu")
     rows = _ReportingRows()
+    reference = None  # the all-on-device logits of a fixed input, which every variant must match
 
     # 1. the same engine with everything on the device
     if not fits:
@@ -229,6 +240,7 @@ def _variants(setup: _Setup, skip_accelerate: bool) -> list[BenchRow]:
                              f"does not fit: {setup.whole / GIB:.1f} GiB > {free / GIB:.1f} GiB free"))
     else:
         model.to(dev)
+        reference = _probe(model, dev)
         rows.append(BenchRow(_time("same engine, all on device", model, *args)))
         model.to("cpu")
         _empty_cache(dev)
@@ -237,12 +249,13 @@ def _variants(setup: _Setup, skip_accelerate: bool) -> list[BenchRow]:
     runtime = apply_placement(model, setup.options, device=dev)
     plan = runtime.plan
     try:
+        agreement = "" if reference is None else "; " + _agreement(_probe(model, dev), reference)
         timing = _time("expert placement", model, *args, after_warmup=runtime.reset_stats)
         stats = runtime.stats()
     finally:
         remove_placement(model)
     _empty_cache(dev)
-    note = f"{plan.resident_total}/{plan.experts_total} experts in slots"
+    note = f"{plan.resident_total}/{plan.experts_total} experts in slots{agreement}"
     if stats["int8_logit_error"]:
         note += f", int8 logit rel. RMS error {stats['int8_logit_error']['rel_rms']:.2%}"
     rows.append(BenchRow(timing, note, stats))
@@ -252,8 +265,21 @@ def _variants(setup: _Setup, skip_accelerate: bool) -> list[BenchRow]:
         budget = plan.budget_bytes
         weights = None if budget is None else budget - setup.kv - setup.workspace
         rows.append(_accelerate_row(model, dev, weights, setup.image_tokens, setup.repeats,
-                                    setup.accelerate_forwards))
+                                    setup.accelerate_forwards, reference))
     return rows
+
+
+@torch.no_grad()
+def _probe(model, device: torch.device) -> torch.Tensor:
+    """Logits of a fixed 64-token input (no cache): every variant must compute the same model."""
+    ids = torch.randint(0, model.config.vocab_size, (1, 64), generator=torch.Generator().manual_seed(1))
+    return model(ids.to(device)).float().cpu()
+
+
+def _agreement(logits: torch.Tensor, reference: torch.Tensor) -> str:
+    diff = (logits - reference).abs().max() / reference.abs().max().clamp_min(1e-30)
+    same = (logits.argmax(-1) == reference.argmax(-1)).float().mean()
+    return f"logits vs all on device: max |diff| {diff:.1e} of max |logit|, argmax same {same:.0%}"
 
 
 def _empty_cache(device: torch.device) -> None:
