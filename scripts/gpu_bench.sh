@@ -25,4 +25,5 @@ step env 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --f
   torch.cuda.get_device_name())"'
 step tests 60 python3 -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_placement.py tests/test_generate.py tests/test_schedulers.py
 step engine 270 python3 -m app.cli bench engine --scale mini
-step placement 240 python3 -m app.cli bench placement --scale mini --budget 12 --accelerate-forwards 12
+step placement 240 python3 -m app.cli bench placement --scale mini --budget 12 --accelerate-forwards 8
+step profile 150 env PYTHONPATH="$PWD:${PYTHONPATH:-}" python3 scripts/gpu_profile.py --forwards 24

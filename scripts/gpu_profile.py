@@ -1,5 +1,5 @@
 """Where a cached step of the image loop spends its time on a GPU (a dev tool, not a test):
-    python3 scripts/gpu_profile.py [--scale mini] [--forwards 24]
+    PYTHONPATH=. python3 scripts/gpu_profile.py [--scale mini] [--forwards 24]
 Prints torch.profiler's top ops by self CUDA and self CPU time, kernel launches and host syncs
 per forward, and the forward's wall time against its GPU busy time."""
 
