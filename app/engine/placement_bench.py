@@ -106,17 +106,16 @@ def _accelerate_row(model, device: torch.device, weight_budget: int | None, imag
     device_map = infer_auto_device_map(model, max_memory=max_memory,
                                        no_split_module_classes=["DecoderLayer"])
     offloaded = sum(1 for d in device_map.values() if d in ("cpu", "disk"))
-    preload = ACCELERATE_PRELOAD
     if device.type == "cuda":
         note = f"{offloaded} of {len(device_map)} modules offloaded to the CPU, streamed per forward"
-        dispatch_model(model, device_map, main_device=device, preload_module_classes=preload)
+        dispatch_model(model, device_map, main_device=device, preload_module_classes=ACCELERATE_PRELOAD)
     else:
         note = "CPU run: hooks only, nothing to offload"
         quiet = logging.getLogger("accelerate.big_modeling")
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # its "offloaded to the cpu" warning is moot on a CPU run
         try:
-            dispatch_model(model, device_map, force_hooks=True, preload_module_classes=preload)
+            dispatch_model(model, device_map, force_hooks=True, preload_module_classes=ACCELERATE_PRELOAD)
         finally:
             quiet.setLevel(level)
     try:
