@@ -9,6 +9,16 @@ import sys
 from app.cli_jobs import add_job_commands, cmd_batch, cmd_eval, cmd_job
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
     which = bench.add_subparsers(dest="bench", required=True)
@@ -28,7 +38,7 @@ def _add_bench(sub) -> None:
     placement.add_argument("--repeats", type=int, default=1)
     placement.add_argument("--int8", action="store_true", help="int8 weight-only CPU experts")
     placement.add_argument("--threads", type=int, default=None)
-    placement.add_argument("--accelerate-forwards", type=int, default=None, metavar="N",
+    placement.add_argument("--accelerate-forwards", type=_at_least_one, default=None, metavar="N",
                            help="time accelerate over the loop's first N forwards and scale to the "
                                 "whole loop (its full loop takes many minutes on a GPU)")
 

@@ -384,6 +384,21 @@ def test_bench_can_time_accelerate_on_the_first_forwards_and_scales_to_the_loop(
     assert "timed over the loop's first 3 forwards, loop time = ms/forward x 16" in row
 
 
+def test_accelerate_forwards_must_be_at_least_one(capsys):
+    from app.cli import build_parser
+    from app.engine.placement_bench import run_placement_bench
+
+    with pytest.raises(ValueError, match="at least 1, not 0"):
+        run_placement_bench("tiny", "cpu", image_tokens=64, accelerate_forwards=0)
+    for bad, says in (("0", "must be at least 1, not 0"), ("-2", "at least 1, not -2"),
+                      ("many", "expected a whole number, not 'many'")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["bench", "placement", "--accelerate-forwards", bad])
+        assert says in capsys.readouterr().err
+    args = build_parser().parse_args(["bench", "placement", "--accelerate-forwards", "8"])
+    assert args.accelerate_forwards == 8
+
+
 def test_accelerate_baseline_streams_the_experts_it_offloads(tmp_path):
     """The bench's accelerate row must compute the same model: offloaded MoE layers load their
     experts (which run outside any submodule's forward) with the preload the bench passes."""

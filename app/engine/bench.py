@@ -20,6 +20,7 @@ from app.engine.generate import BlockDiffusionRun
 from app.engine.model import LLaDA2MoeModelLM
 from app.engine.presets import config_for, random_model
 from app.engine.sampler import BlockDiffusionScheduler
+from app.engine.sync import synchronize
 
 
 def looped_experts(experts, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -74,11 +75,6 @@ def progress(timing: LoopTiming, note: str = "") -> None:
           file=sys.stderr, flush=True)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def image_loop(model, *, prompt_len: int, image_tokens: int, use_cache: bool, cfg: bool,
                max_forwards: int | None = None) -> int:
@@ -120,11 +116,11 @@ def run_engine_bench(
         image_loop(m, prompt_len=64, image_tokens=64, use_cache=cache, cfg=True)  # warm-up
         times, forwards = [], 0
         for _ in range(repeats):
-            _sync(dev)
+            synchronize(dev)
             start = time.perf_counter()
             forwards = image_loop(m, prompt_len=64, image_tokens=image_tokens, use_cache=cache,
                                   cfg=True)
-            _sync(dev)
+            synchronize(dev)
             times.append(time.perf_counter() - start)
         results.append(LoopTiming(name, statistics.median(times), forwards))
         progress(results[-1])

@@ -30,6 +30,7 @@ from app.engine.placement import (
     remove_placement,
 )
 from app.engine.presets import config_for, random_model
+from app.engine.sync import synchronize
 
 # accelerate's offload hooks load a submodule's weights when its own forward runs; MoeBlock runs
 # its experts through compute_sorted, not forward, so without this the offloaded experts stay on
@@ -59,11 +60,6 @@ class _Dispatched(nn.Module):
         return self.inner(*args, **kwargs)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time(name: str, model, device: torch.device, image_tokens: int, repeats: int,
           after_warmup=None, max_forwards: int | None = None) -> LoopTiming:
     """The loop's time; with max_forwards, its first forwards only (after a shorter warm-up)."""
@@ -73,11 +69,11 @@ def _time(name: str, model, device: torch.device, image_tokens: int, repeats: in
         after_warmup()
     times, forwards = [], 0
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         forwards = image_loop(model, prompt_len=64, image_tokens=image_tokens, use_cache=True,
                               cfg=True, max_forwards=max_forwards)
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return LoopTiming(name, statistics.median(times), forwards)
 
@@ -178,6 +174,8 @@ def run_placement_bench(
     threads: torch CPU threads for every variant and the placement's CPU pool (default: current).
     accelerate_forwards: time accelerate over the loop's first N forwards only (see _accelerate_row).
     """
+    if accelerate_forwards is not None and accelerate_forwards < 1:
+        raise ValueError(f"accelerate_forwards must be at least 1, not {accelerate_forwards}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     previous = torch.get_num_threads()
     threads = threads or previous

@@ -30,11 +30,7 @@ from app.engine.placement_exec import (
     physical_cores,
     split_contiguous,
 )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from app.engine.sync import synchronize
 
 
 def calibrate(layer: LayerPlacement) -> CostModel:
@@ -46,10 +42,10 @@ def calibrate(layer: LayerPlacement) -> CostModel:
     dst = torch.empty(src.shape, dtype=src.dtype, device=rt.device)
     best = float("inf")
     for _ in range(3):
-        _sync(rt.device)
+        synchronize(rt.device)
         t = time.perf_counter()
         dst.copy_(src, non_blocking=True)
-        _sync(rt.device)
+        synchronize(rt.device)
         best = min(best, time.perf_counter() - t)
     copy_bw = src.nbytes / max(best, 1e-9)
 
@@ -207,7 +203,7 @@ class PlacementRuntime:
             block.executor = None
         self.pool.shutdown(wait=True)
         self.save_heat()
-        _sync(self.device)  # no copy or kernel still touches a slot
+        synchronize(self.device)  # no copy or kernel still touches a slot
         for layer in self.layers:
             layer.pool = None  # frees the slot memory
         torch.set_num_threads(self._torch_threads)
