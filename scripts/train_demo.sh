@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Retrains the shipped ShapesWorld demo model (resources/models/shapes-demo) from scratch,
-# reproducibly by seed, on the CPU: 5700 steps, then 700 more, then 1000 that add edit and answer
-# thinking's text steps (75.1 + 9.7 minutes measured on 2 idle cores in session 13, + 4.4 in
-# session 17: 89.2 minutes; keep other torch work off the machine meanwhile, two processes each
-# spinning 2 OpenMP threads on 2 cores slow both several-fold).
+# reproducibly by seed, on the CPU: 5700 steps, then 700 more, then 3600 that add edit and answer
+# thinking's text steps (59.5 + 6.3 minutes measured on 2 idle cores in session 18 with today's
+# code, + 16.0 in session 19: 81.8 minutes; keep other torch work off the machine meanwhile, two
+# processes each spinning 2 OpenMP threads on 2 cores slow both several-fold). The shipped folder
+# holds session 13's stages 1-2 (older code, 75.1 + 9.7 minutes) and session 19's stage 3.
 #  - whole-canvas (MaskGIT) image layout, the task mix generate .3 / edit .13 / inpaint .1 /
 #    ask .27 / think .2, cosine mask-ratio schedule (more heavily masked canvases);
 #  - two objects in 60 % of the scenes (--two-object-rate) and a fifth of the canvases masked
@@ -56,17 +57,18 @@ mv "$OUT/training_log.json" "$OUT/training/"
   --scene-aux 1.0 --binding-aux 1.0 --text-pad-weight 0.1 --answer-scene --bf16 \
   | tee "$OUT/training/train-stage2.log"
 mv "$OUT/training_log.json" "$OUT/training/training_log-stage2.json"
-# Stage 3 (session 15; 1000 steps at 2e-4 in fp32 since session 17, which scored 3-4 points
-# better on every task than 600 at 2.5e-4, see docs/demo-model.md): the text steps of edit and
-# answer thinking (app/demo/data.py edit_think, ask_think: rewrite a description by an
+# Stage 3 (session 15; 3600 steps at 2e-4 in fp32 since session 19: more drawing batches and
+# three in four scenes with two objects, which scored 100 / 85 / 83 / 83 / 100 against 1800
+# steps of the old mix's 100 / 79 / 83 / 79 / 97, see docs/demo-model.md): the text steps of
+# edit and answer thinking (app/demo/data.py edit_think, ask_think: rewrite a description by an
 # instruction, answer from a description), mixed with drawing, thinking and question batches
 # so drawing does not drift; the probes' losses at weight 0 (fresh probes would push random
 # gradients into a trained model). The folder then thinks before edits and answers by default
 # (train.py: edit_thinking, ask_thinking).
-.venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 2 --steps 1000 --lr 2e-4 \
+.venv/bin/python -m app.demo.train --init "$OUT" --out "$OUT" --seed 2 --steps 3600 --lr 2e-4 \
   --warmup 20 --image-layout canvas \
-  --task-mix generate=0.2,inpaint=0.03,ask=0.1,think=0.1,edit_think=0.35,ask_think=0.22 \
-  --mask-schedule cosine --full-mask-rate 0.2 --two-object-rate 0.6 --position-aux 0 \
+  --task-mix generate=0.3,inpaint=0.03,ask=0.1,think=0.07,edit_think=0.3,ask_think=0.2 \
+  --mask-schedule cosine --full-mask-rate 0.2 --two-object-rate 0.75 --position-aux 0 \
   --scene-aux 0 --binding-aux 0 --text-pad-weight 0.1 --answer-scene \
   | tee "$OUT/training/train-stage3.log"
 mv "$OUT/training_log.json" "$OUT/training/training_log-stage3.json"
