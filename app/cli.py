@@ -27,7 +27,7 @@ def _add_bench(sub) -> None:
     engine.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     engine.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
     engine.add_argument("--image-tokens", type=int, default=1024)
-    engine.add_argument("--repeats", type=int, default=1)
+    engine.add_argument("--repeats", type=_at_least_one, default=1)
     engine.add_argument("--skip-reference", action="store_true")
     which.add_parser("worker", help="step-event latency and throughput of the worker process")
     placement = which.add_parser("placement", help="experts on GPU/CPU vs all-on-GPU vs accelerate")
@@ -35,7 +35,7 @@ def _add_bench(sub) -> None:
     placement.add_argument("--budget", type=float, default=None, help="GPU budget in GiB")
     placement.add_argument("--device", default=None)
     placement.add_argument("--image-tokens", type=int, default=1024)
-    placement.add_argument("--repeats", type=int, default=1)
+    placement.add_argument("--repeats", type=_at_least_one, default=1)
     placement.add_argument("--int8", action="store_true", help="int8 weight-only CPU experts")
     placement.add_argument("--threads", type=int, default=None)
     placement.add_argument("--accelerate-forwards", type=_at_least_one, default=None, metavar="N",

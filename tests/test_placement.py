@@ -384,7 +384,7 @@ def test_bench_can_time_accelerate_on_the_first_forwards_and_scales_to_the_loop(
     assert "timed over the loop's first 3 forwards, loop time = ms/forward x 16" in row
 
 
-def test_accelerate_forwards_must_be_at_least_one(capsys):
+def test_bench_counts_must_be_at_least_one(capsys):
     from app.cli import build_parser
     from app.engine.placement_bench import run_placement_bench
 
@@ -397,6 +397,10 @@ def test_accelerate_forwards_must_be_at_least_one(capsys):
         assert says in capsys.readouterr().err
     args = build_parser().parse_args(["bench", "placement", "--accelerate-forwards", "8"])
     assert args.accelerate_forwards == 8
+    for bench in ("engine", "placement"):  # a median over no repeats is no timing
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["bench", bench, "--repeats", "0"])
+        assert "must be at least 1, not 0" in capsys.readouterr().err
 
 
 def test_accelerate_baseline_streams_the_experts_it_offloads(tmp_path):
