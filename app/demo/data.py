@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app.demo import world
+from app.demo import answer_pointer, world
 from app.demo.binding_probe import NUM_BINDING_SLOTS, binding_labels
 from app.demo.scene_probe import IGNORE, NUM_SLOTS, label_images, scene_slots
 from app.engine.tasks import PromptBuilder
@@ -48,6 +48,8 @@ class Example:
     # [S, NUM_BINDING_SLOTS] binding-probe labels of the output canvas (app/demo/binding_probe.py)
     binding: np.ndarray | None = None
     weights: np.ndarray | None = None  # float [S] loss weight per position; None: all 1
+    # answer thinking: (answer's first index, index of the asked-about object's last token)
+    pointer: tuple[int, int] | None = None  # app/demo/answer_pointer.py
 
 
 class ExampleMaker:
@@ -226,8 +228,25 @@ class ExampleMaker:
         question, answer = self._question(scene, rng)
         prompt = self.prompts.answer_from_description(question, self._thinking(scene))
         shown = scene_slots(scene) if self.answer_scene else None
-        return self._text_example(prompt, self.prompts.text(answer), "ask_think", None,
-                                  answer_slots=shown)
+        example = self._text_example(prompt, self.prompts.text(answer), "ask_think", None,
+                                     answer_slots=shown)
+        description, spans = self._read_description(scene)
+        example.pointer = answer_pointer.pointer(prompt, description, spans, scene, question)
+        return example
+
+    def _read_description(self, scene: world.Scene) -> tuple[list[int], list[tuple[int, int]]]:
+        """The description as answer thinking reads it (spelled out or not, tasks.py), and the
+        [start, end) of each object's phrase in it."""
+        def read(text: str) -> list[int]:
+            ids = self.prompts.text(text)
+            return self.prompts.spell_out(ids) if self.prompts.spell_out_descriptions else ids
+
+        phrases = [o.phrase() for o in scene.objects]
+        spans = []
+        for k in range(len(phrases)):
+            start = len(read(" and ".join(phrases[:k]) + " and")) if k else 0
+            spans.append((start, len(read(" and ".join(phrases[: k + 1])))))
+        return read(world.caption(scene)), spans
 
     def _question(self, scene: world.Scene, rng) -> tuple[str, str]:
         # rng drawn only with the option on, so runs without it see the same examples as before

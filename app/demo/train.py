@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.demo import world
+from app.demo import answer_pointer, world
+from app.demo.answer_pointer import POINTER_HEAD, POINTER_LAYER
 from app.demo.binding_probe import BINDING_PROBE_LAYER, BindingProbe
 from app.demo.copy_head import COPY_LAYER, CopyHead, copy_targets, lm_readout
 from app.demo.data import (
@@ -45,7 +46,7 @@ from app.engine.codecs.patch_vq import train_patch_vq
 from app.engine.config import LLaDA2MoeConfig
 from app.engine.model import LLaDA2MoeModelLM
 from app.engine.presets import random_model
-from app.engine.tasks import PromptBuilder
+from app.engine.tasks import SPELL_OUT_KEY, PromptBuilder
 
 # RoPE base chosen so the second rotary frequency (pair i=1 of rotary_dim/2 = 10) has a period of
 # exactly one image row (16 codes): theta**(-2/20) = 2*pi/16. Tokens in the same column then share
@@ -184,7 +185,8 @@ def train(
     answer_scene: bool = False, bf16: bool = False, two_object_rate: float | None = None,
     near_miss_rate: float = 0.0,
     full_mask_rate: float = 0.0, object_tokens: bool = False,
-    text_batch_size: int | None = None,
+    text_batch_size: int | None = None, spell_out_descriptions: bool = False,
+    pointer_aux: float = 0.0,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -211,6 +213,12 @@ def train(
     full_mask_rate: share of image-output examples masked whole (data.collate; canvas layout).
     object_tokens: a fresh tokenizer reads each full object phrase as one token, tied to its
     words while training (app/demo/object_tokens.py); with `init` the folder's tokenizer decides.
+    pointer_aux: weight of the answer pointer (app/demo/answer_pointer.py): a head of answer
+    thinking's first answer position learns to look at the object the question asks about;
+    0 leaves it out.
+    spell_out_descriptions: answer thinking reads descriptions with object phrases spelled out
+    in words (tasks.SPELL_OUT_KEY, saved in config.json); with `init`, a folder that has it
+    keeps it.
     text_batch_size: the batch size of image-free batches (IMAGE_FREE_KINDS; default:
     batch_size): their steps cost mostly fixed time, so more examples a step come cheap.
     bf16: run forward and backward under bfloat16 autocast (fp32 weights and optimizer). Which is
@@ -238,6 +246,8 @@ def train(
     else:
         tokenizer, codec, config = build_assets(seed, rope_theta, text_rewrites, object_tokens)
         model = fresh_model(config, seed, codec if code_init else None)
+    if spell_out_descriptions:
+        config.extra[SPELL_OUT_KEY] = True
     tie = ObjectTokenTie.from_tokenizer(tokenizer)
     if tie is not None:  # phrase rows train as residuals over their words' rows
         (tie.to_residual if init is not None else tie.zero_residual)(model)
@@ -274,6 +284,9 @@ def train(
     if copy_aux > 0:
         copy_head = CopyHead(model.model.layers[COPY_LAYER].attention,
                              readout=lm_readout(model) if copy_readout else None)
+    pointer_head = None
+    if pointer_aux > 0:
+        pointer_head = CopyHead(model.model.layers[POINTER_LAYER].attention, head=POINTER_HEAD)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [
         p.read.weight for p in probes]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [
@@ -304,6 +317,11 @@ def train(
         if copy_head is not None:  # its [B, S, S] scores only for batches with an edit to copy
             copy_goal = copy_targets(batch.clean, ids.boi, GRID_SIDE)
             copy_head.active = bool((copy_goal != IGNORE).any())
+        pointer_goal = None
+        if pointer_head is not None:
+            pointer_goal = answer_pointer.targets([e.pointer for e in examples],
+                                                  batch.clean.shape[1])
+            pointer_head.active = bool((pointer_goal != IGNORE).any())
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             # The head runs over the scored positions only: the prompt and the kept cells
             # need no logits.
@@ -323,6 +341,10 @@ def train(
             if binding_probe is not None:
                 bind_loss, bind_acc = binding_probe.loss(binding_probed.value, batch.binding)
                 total = total + binding_aux * bind_loss
+            pointer_acc = None
+            if pointer_head is not None and pointer_head.active:
+                pointer_loss, pointer_acc = pointer_head.loss(pointer_goal)
+                total = total + pointer_aux * pointer_loss
             copy_acc = readout_acc = None
             if copy_head is not None:
                 copy_loss, copy_acc = copy_head.loss(copy_goal)
@@ -346,6 +368,9 @@ def train(
             if bind_acc is not None:
                 log[-1]["binding_acc"] = round(bind_acc, 3)
                 extra = f"  bind {bind_acc:.2f}"
+            if pointer_acc is not None:
+                log[-1]["pointer_acc"] = round(pointer_acc, 3)
+                extra += f"  point {pointer_acc:.2f}"
             if copy_acc is not None and kind.startswith("edit"):
                 log[-1]["copy_acc"] = round(copy_acc, 3)
                 extra += f"  copy {copy_acc:.2f}"
@@ -378,7 +403,8 @@ def train(
                "changed_cell_weight": changed_cell_weight,
                "text_rewrites": text_rewrites, "answer_scene": answer_scene, "bf16": bf16,
                "two_object_rate": two_object_rate, "full_mask_rate": full_mask_rate,
-               "near_miss_rate": near_miss_rate,
+               "near_miss_rate": near_miss_rate, "pointer_aux": pointer_aux,
+               "spell_out_descriptions": bool(config.extra.get(SPELL_OUT_KEY)),
                "image_layout": image_layout, "object_tokens": tie is not None,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -527,6 +553,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--object-tokens", action="store_true",
                         help="a fresh tokenizer reads each full object phrase ('a small red "
                              "circle at the top left') as one token (app/demo/object_tokens.py)")
+    parser.add_argument("--pointer-aux", type=float, default=0.0,
+                        help="weight of the answer pointer (app/demo/answer_pointer.py); 0: off")
+    parser.add_argument("--spell-out-descriptions", action="store_true",
+                        help="answer thinking reads descriptions with object phrases spelled out "
+                             "in words (saved in config.json)")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="shares of the tasks, default " + ",".join(
                             f"{k}={v:g}" for k, v in TASK_MIX.items()))
@@ -546,7 +577,8 @@ def main(argv: list[str] | None = None) -> None:
           bf16=args.bf16, two_object_rate=args.two_object_rate,
           near_miss_rate=args.near_miss_rate,
           full_mask_rate=args.full_mask_rate, object_tokens=args.object_tokens,
-          text_batch_size=args.text_batch_size)
+          text_batch_size=args.text_batch_size,
+          spell_out_descriptions=args.spell_out_descriptions, pointer_aux=args.pointer_aux)
 
 
 def _task_mix(text: str) -> dict[str, float]:

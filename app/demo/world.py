@@ -437,6 +437,20 @@ def answer_question(scene: Scene, question: str) -> str | None:
     return None
 
 
+def question_object(scene: Scene, question: str) -> Obj | None:
+    """The object a question asks about: the one whose attribute answers it, or the one an "is
+    there" question finds; None for questions about the whole picture, an absent object or an
+    ambiguous one."""
+    q = " ".join(normalize_text(question))
+    if m := re.fullmatch(f"what color is the {_SHAPE}", q):
+        return _unique(scene, shape=m[1])
+    if m := re.fullmatch(f"what shape is at the {_POS}", q):
+        return scene.object_at(m[1])
+    if m := re.fullmatch(f"(?:where is the|is there an?) {_COLOR} {_SHAPE}", q):
+        return _unique(scene, color=m[1], shape=m[2])
+    return None
+
+
 def _ask(body: str) -> str:
     # Questions are shown the way a person types them; "describe the image" is a request.
     text = body[0].upper() + body[1:]
