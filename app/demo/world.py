@@ -518,6 +518,20 @@ def sample_qa(
     return question, answer
 
 
+def questions_by_kind(rng: np.random.Generator, rounds: int):
+    """(round, kind, scene, question, answer) for `rounds` rounds of every kind of QA_KINDS, each
+    on a fresh scene (a kind the scene has no unambiguous question of is skipped): the held-out
+    question sets of the diagnostic scripts."""
+    for i in range(rounds):
+        for kind in QA_KINDS:
+            scene = sample_scene(rng)
+            try:
+                question, answer = sample_qa(scene, rng, kind)
+            except ValueError:  # no unambiguous question of this kind for the scene
+                continue
+            yield i, kind, scene, question, answer
+
+
 # ----------------------------------------------------------------------------- edits
 
 

@@ -38,23 +38,15 @@ def main() -> None:
     right, asked = collections.Counter(), collections.Counter()
     wrong = collections.defaultdict(list)
     with torch.no_grad():
-        for _ in range(n):
-            for kind in world.QA_KINDS:
-                scene = world.sample_scene(rng)
-                try:
-                    question, truth = world.sample_qa(scene, rng, kind)
-                except ValueError:  # no unambiguous question of this kind for the scene
-                    continue
-                got = answer(pipeline, question, scene)
-                asked[kind] += 1
-                right[kind] += got == truth
-                if got != truth and len(wrong[kind]) < 2:
-                    wrong[kind].append(f"{question!r}: {got!r} != {truth!r} "
-                                       f"[{world.caption(scene)}]")
-        for kind in world.QA_KINDS:
-            print(f"{kind:18} {right[kind]}/{asked[kind]}")
-            for line in wrong[kind]:
-                print("    " + line)
+        for _, kind, scene, question, truth in world.questions_by_kind(rng, n):
+            got = answer(pipeline, question, scene)
+            asked[kind] += 1
+            right[kind] += got == truth
+            if got != truth and len(wrong[kind]) < 2:
+                wrong[kind].append(f"{question!r}: {got!r} != {truth!r} "
+                                   f"[{world.caption(scene)}]")
+        print("\n".join(f"{kind:18} {right[kind]}/{asked[kind]}" + "".join(
+            "\n    " + line for line in wrong[kind]) for kind in world.QA_KINDS))
         print(f"{'all':18} {sum(right.values())}/{sum(asked.values())}")
         named = collections.Counter()
         while sum(named.values()) < 2 * n:

@@ -31,23 +31,17 @@ def main() -> None:
     right, asked = collections.Counter(), collections.Counter()
     wrong = collections.defaultdict(list)
     given = collections.defaultdict(collections.Counter)  # kind -> answer -> how often
-    for i in range(n):
-        for kind in world.QA_KINDS:
-            scene = world.sample_scene(rng)
-            try:
-                question, answer = world.sample_qa(scene, rng, kind)
-            except ValueError:  # no unambiguous question of this kind for the scene
-                continue
-            result = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
-                                          params={**params, "seed": i}))
-            got = result.text
-            asked[kind] += 1
-            right[kind] += got == answer
-            given[kind][got] += 1
-            if got != answer and len(wrong[kind]) < 3:
-                thought = "" if result.thinking is None else f" (thinking {result.thinking!r})"
-                wrong[kind].append(f"{question!r}: {got!r} != {answer!r}{thought} "
-                                   f"[{world.caption(scene)}]")
+    for i, kind, scene, question, answer in world.questions_by_kind(rng, n):
+        result = pipeline.run(JobSpec("ask", question, images=[world.render(scene)],
+                                      params={**params, "seed": i}))
+        got = result.text
+        asked[kind] += 1
+        right[kind] += got == answer
+        given[kind][got] += 1
+        if got != answer and len(wrong[kind]) < 3:
+            thought = "" if result.thinking is None else f" (thinking {result.thinking!r})"
+            wrong[kind].append(f"{question!r}: {got!r} != {answer!r}{thought} "
+                               f"[{world.caption(scene)}]")
     for kind in world.QA_KINDS:
         print(f"{kind:18} {right[kind]}/{asked[kind]}")
         for line in wrong[kind]:
