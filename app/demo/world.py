@@ -412,6 +412,26 @@ def _unique(scene: Scene, **attrs: str) -> Obj | None:
     return found[0] if len(found) == 1 else None
 
 
+# Questions about one object: (pattern, what is asked of it, the attributes that pick it out).
+# "present" asks whether any object has them ("is there"). Positions are unique in a scene, so
+# _unique finds the object at a position as Scene.object_at does.
+_OBJECT_QUESTIONS = (
+    (f"what color is the {_SHAPE}", "color", ("shape",)),
+    (f"what shape is at the {_POS}", "shape", ("position",)),
+    (f"where is the {_COLOR} {_SHAPE}", "position", ("color", "shape")),
+    (f"is there an? {_COLOR} {_SHAPE}", "present", ("color", "shape")),
+)
+
+
+def _object_question(q: str) -> tuple[str, dict[str, str]] | None:
+    """(what is asked, {attribute: value} picking the object) of a normalized question about one
+    object; None for any other question."""
+    for pattern, asked, keys in _OBJECT_QUESTIONS:
+        if m := re.fullmatch(pattern, q):
+            return asked, dict(zip(keys, m.groups(), strict=True))
+    return None
+
+
 def answer_question(scene: Scene, question: str) -> str | None:
     """The answer (lowercase, no punctuation), or None if the question is not one of the world's
     kinds, refers to something absent, or is ambiguous for this scene."""
@@ -422,33 +442,22 @@ def answer_question(scene: Scene, question: str) -> str | None:
         return _NUMBER_WORDS.get(len(scene.objects))
     if q == "describe the image":
         return caption(scene)
-    if m := re.fullmatch(f"what color is the {_SHAPE}", q):
-        obj = _unique(scene, shape=m[1])
-        return obj.color if obj else None
-    if m := re.fullmatch(f"what shape is at the {_POS}", q):
-        obj = scene.object_at(m[1])
-        return obj.shape if obj else None
-    if m := re.fullmatch(f"where is the {_COLOR} {_SHAPE}", q):
-        obj = _unique(scene, color=m[1], shape=m[2])
-        return obj.position if obj else None
-    if m := re.fullmatch(f"is there an? {_COLOR} {_SHAPE}", q):
-        present = any(o.color == m[1] and o.shape == m[2] for o in scene.objects)
+    if (parsed := _object_question(q)) is None:
+        return None
+    asked, attrs = parsed
+    if asked == "present":
+        present = any(all(getattr(o, k) == v for k, v in attrs.items()) for o in scene.objects)
         return "yes" if present else "no"
-    return None
+    obj = _unique(scene, **attrs)
+    return getattr(obj, asked) if obj else None
 
 
 def question_object(scene: Scene, question: str) -> Obj | None:
     """The object a question asks about: the one whose attribute answers it, or the one an "is
     there" question finds; None for questions about the whole picture, an absent object or an
     ambiguous one."""
-    q = " ".join(normalize_text(question))
-    if m := re.fullmatch(f"what color is the {_SHAPE}", q):
-        return _unique(scene, shape=m[1])
-    if m := re.fullmatch(f"what shape is at the {_POS}", q):
-        return scene.object_at(m[1])
-    if m := re.fullmatch(f"(?:where is the|is there an?) {_COLOR} {_SHAPE}", q):
-        return _unique(scene, color=m[1], shape=m[2])
-    return None
+    parsed = _object_question(" ".join(normalize_text(question)))
+    return None if parsed is None else _unique(scene, **parsed[1])
 
 
 def _ask(body: str) -> str:
