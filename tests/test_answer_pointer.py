@@ -98,6 +98,35 @@ def test_the_pointer_goes_from_the_answer_to_the_asked_objects_last_token(assets
     assert kinds == {"absent", "found"}
 
 
+@pytest.mark.parametrize("spelled", [True, False])
+def test_the_question_pointer_goes_from_the_answer_to_the_questions_last_word(assets, spelled):
+    config, tokenizer, codec, _ = assets
+    maker = ExampleMaker(_spelling(assets, spelled), codec, tokenizer.get_vocab_size(), "canvas",
+                         two_object_rate=1.0, near_miss_rate=0.3)
+    rng = np.random.default_rng(9)
+    last_words = set()
+    for _ in range(80):
+        e = maker.make(rng, "ask_think")
+        if e.pointer is None:  # no object asked about: no question pointer either
+            assert e.question_pointer is None
+            continue
+        query, key = e.question_pointer
+        assert query == e.pointer[0]  # the same query as the answer pointer
+        word = tokenizer.id_to_token(int(e.ids[key]))
+        assert word in world.SHAPES or word in world.POSITIONS
+        # the question ends there, up to its punctuation; then the assistant's turn opens
+        after = [tokenizer.id_to_token(int(i)) for i in e.ids[key + 1: query]]
+        assert after in (["<role>", "assistant", "</role>"],
+                         ["?", "<role>", "assistant", "</role>"])
+        last_words.add("shape" if word in world.SHAPES else "place")
+    assert last_words == {"shape", "place"}
+
+
+def test_the_question_pointer_refuses_a_bare_question_that_is_no_prefix():
+    with pytest.raises(ValueError, match="prefix"):
+        answer_pointer.question_pointer([1, 2, 3, 4], [3, 4], [4])
+
+
 def test_pointer_targets_put_each_key_at_its_query():
     assert answer_pointer.targets([None, (3, 1), (4, 0)], 6).tolist() == [
         [IGNORE] * 6, [IGNORE] * 3 + [1] + [IGNORE] * 2, [IGNORE] * 4 + [0, IGNORE]]
@@ -109,9 +138,11 @@ def test_training_with_the_pointer_logs_it_and_saves_the_spelling(tmp_path):
 
     summary = train(tmp_path / "out", steps=2, batch_size=4, seed=0, lr=1e-3, threads=1,
                     checkpoint_every=0, task_mix={"ask_think": 1.0}, image_layout="canvas",
-                    pointer_aux=1.0, spell_out_descriptions=True, object_tokens=True)
+                    pointer_aux=1.0, question_pointer_aux=1.0, spell_out_descriptions=True,
+                    object_tokens=True)
     assert summary["pointer_aux"] == 1.0 and summary["spell_out_descriptions"]
-    assert "pointer_acc" in summary["log"][0]
+    assert summary["question_pointer_aux"] == 1.0
+    assert {"pointer_acc", "question_pointer_acc"} <= set(summary["log"][0])
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config[SPELL_OUT_KEY] is True
     assert not any("pointer" in name for name in load_model(tmp_path / "out").state_dict())

@@ -36,6 +36,10 @@ from app.demo.position_probe import IGNORE
 POINTER_LAYER = 2  # after two layers every phrase's last token has read its phrase
 POINTER_HEAD = 1  # head 0 of that layer is the copy head's (copy_head.py)
 NOTHING_FOUND = 0  # the key of "is there" questions about an absent object
+# The question pointer: one layer before the answer pointer, so what it brings to the answer's
+# first position (what the question asks about) is there to form that pointer's query.
+QUESTION_LAYER = 1
+QUESTION_HEAD = 1
 
 
 def pointer(prompt: Sequence[int], description: Sequence[int],
@@ -53,6 +57,25 @@ def pointer(prompt: Sequence[int], description: Sequence[int],
         return None
     end = spans[scene.objects.index(obj)][1]
     return query, _find(prompt, description) + end - 1
+
+
+def question_pointer(prompt: Sequence[int], question: Sequence[int],
+                     bare_question: Sequence[int]) -> tuple[int, int]:
+    """(query, key): from the answer's first position to the question's last word.
+    question: the question's ids as the prompt holds them; bare_question: the ids of the same
+    question without its closing punctuation ("?"), which must tokenize as a prefix of them.
+
+    Why: the answer pointer's query must say which object to look for, and that is the
+    question's last word (the shape in "what color is the circle", "where is the red circle",
+    "is there a red circle", the place in "what shape is at the top left"); after one layer it
+    has read the words before it ("red circle"). Unsupervised, this hop and the answer pointer's
+    are each useless without the other, and the answer pointer alone stayed near chance on
+    which of two objects a question names (session 21 of issue 3)."""
+    question, bare = list(question), list(bare_question)
+    if not bare or question[: len(bare)] != bare:
+        raise ValueError("the question without its punctuation is not a prefix of the question")
+    start = _find(prompt, question)
+    return len(prompt), start + len(bare) - 1
 
 
 def targets(pointers: Sequence[tuple[int, int] | None], length: int) -> torch.Tensor:

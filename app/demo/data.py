@@ -50,6 +50,7 @@ class Example:
     weights: np.ndarray | None = None  # float [S] loss weight per position; None: all 1
     # answer thinking: (answer's first index, index of the asked-about object's last token)
     pointer: tuple[int, int] | None = None  # app/demo/answer_pointer.py
+    question_pointer: tuple[int, int] | None = None  # the same module's question_pointer
 
 
 class ExampleMaker:
@@ -232,6 +233,10 @@ class ExampleMaker:
                                      answer_slots=shown)
         description, spans = self._read_description(scene)
         example.pointer = answer_pointer.pointer(prompt, description, spans, scene, question)
+        if example.pointer is not None:  # a question about an object, present or not
+            example.question_pointer = answer_pointer.question_pointer(
+                prompt, self.prompts.text(question),
+                self.prompts.text(question.rstrip("?!. ")))
         return example
 
     def _read_description(self, scene: world.Scene) -> tuple[list[int], list[tuple[int, int]]]:

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from app.demo import answer_pointer, world
-from app.demo.answer_pointer import POINTER_HEAD, POINTER_LAYER
+from app.demo.anchor import FisherAnchor
+from app.demo.answer_pointer import POINTER_HEAD, POINTER_LAYER, QUESTION_HEAD, QUESTION_LAYER
 from app.demo.binding_probe import BINDING_PROBE_LAYER, BindingProbe
 from app.demo.copy_head import COPY_LAYER, CopyHead, copy_targets, lm_readout
 from app.demo.data import (
@@ -60,6 +61,12 @@ POSITION_AUX = 0.5
 SCENE_AUX = 1.0
 # Weight of the binding probe's loss (app/demo/binding_probe.py); 0: no binding probe at all.
 BINDING_AUX = 0.0
+
+# What the weight anchor keeps (app/demo/anchor.py): the stage-3 mix's image and thinking tasks.
+ANCHOR_MIX = {"generate": 0.4, "inpaint": 0.1, "ask": 0.2, "think": 0.1, "edit_think": 0.2}
+ANCHOR_BATCHES = 40
+
+POINTER_LOG_KEYS = {"point": "pointer_acc", "qpoint": "question_pointer_acc"}
 
 CODEC_SCENES = 3000
 NUM_CODES = 1296  # every distinct 4x4 patch of the world: a lossless codec
@@ -186,7 +193,8 @@ def train(
     near_miss_rate: float = 0.0,
     full_mask_rate: float = 0.0, object_tokens: bool = False,
     text_batch_size: int | None = None, spell_out_descriptions: bool = False,
-    pointer_aux: float = 0.0,
+    pointer_aux: float = 0.0, question_pointer_aux: float = 0.0, anchor_weight: float = 0.0,
+    anchor_mix: dict[str, float] | None = None, anchor_batches: int = ANCHOR_BATCHES,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
     stopping earlier keeps the schedule of the longer run, for a shorter annealing phase next.
@@ -216,9 +224,17 @@ def train(
     pointer_aux: weight of the answer pointer (app/demo/answer_pointer.py): a head of answer
     thinking's first answer position learns to look at the object the question asks about;
     0 leaves it out.
+    question_pointer_aux: weight of the question pointer (answer_pointer.question_pointer): a
+    head one layer earlier learns to look from the same position at the question's last word,
+    which names what the answer pointer must find; 0 leaves it out.
     spell_out_descriptions: answer thinking reads descriptions with object phrases spelled out
     in words (tasks.SPELL_OUT_KEY, saved in config.json); with `init`, a folder that has it
     keeps it.
+    anchor_weight: elastic weight consolidation (app/demo/anchor.py): each weight is pulled back
+    to its start by anchor_weight times its importance to anchor_mix's tasks (default
+    ANCHOR_MIX: drawing, describing and thinking), estimated over anchor_batches batches before
+    the first step, so text-only steps at a high learning rate leave drawing be; 0 leaves it
+    out.
     text_batch_size: the batch size of image-free batches (IMAGE_FREE_KINDS; default:
     batch_size): their steps cost mostly fixed time, so more examples a step come cheap.
     bf16: run forward and backward under bfloat16 autocast (fp32 weights and optimizer). Which is
@@ -236,6 +252,7 @@ def train(
     if copy_readout > 0 and copy_aux <= 0:
         raise ValueError("the copy read-out (--copy-readout) needs the copy head (--copy-aux > 0)")
     task_mix = task_mix or TASK_MIX
+    anchor_mix = anchor_mix or ANCHOR_MIX
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     if init is not None:  # continue from a model folder, with its own tokenizer and codec
@@ -284,9 +301,16 @@ def train(
     if copy_aux > 0:
         copy_head = CopyHead(model.model.layers[COPY_LAYER].attention,
                              readout=lm_readout(model) if copy_readout else None)
-    pointer_head = None
+    # Supervised attention of answer thinking (app/demo/answer_pointer.py), by log name: the
+    # head, the Example field with its (query, key) and the loss weight.
+    pointers = {}
     if pointer_aux > 0:
-        pointer_head = CopyHead(model.model.layers[POINTER_LAYER].attention, head=POINTER_HEAD)
+        pointers["point"] = (CopyHead(model.model.layers[POINTER_LAYER].attention,
+                                      head=POINTER_HEAD), "pointer", pointer_aux)
+    if question_pointer_aux > 0:
+        pointers["qpoint"] = (CopyHead(model.model.layers[QUESTION_LAYER].attention,
+                                       head=QUESTION_HEAD), "question_pointer",
+                              question_pointer_aux)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + [
         p.read.weight for p in probes]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + [
@@ -296,40 +320,57 @@ def train(
                               betas=(0.9, 0.98))
     rng = np.random.default_rng(seed + 1)
     ids = prompts.ids
-    log, start = [], time.perf_counter()
-    for step in range(steps):
-        # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
-        kind = str(rng.choice(list(task_mix), p=list(task_mix.values())))
+
+    def make_batch(kind: str, rng: np.random.Generator):
         size = text_batch_size if kind in IMAGE_FREE_KINDS and text_batch_size else batch_size
         examples = [maker.make(rng, kind) for _ in range(size)]
         if kind in TEXT_KINDS:
             batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=text_mask_schedule)
-            positions = None
-        elif image_layout == "canvas":
-            batch = collate(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
-                            full_mask_rate=full_mask_rate)
-            positions = None
-        else:
-            batch = collate_blocks(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
-                                   hard_cell_weight=hard_cell_weight)
-            positions = batch.positions
+            return examples, batch, None
+        if image_layout == "canvas":
+            return examples, collate(examples, ids.mask, ids.eos, rng,
+                                     mask_schedule=mask_schedule,
+                                     full_mask_rate=full_mask_rate), None
+        batch = collate_blocks(examples, ids.mask, ids.eos, rng, mask_schedule=mask_schedule,
+                               hard_cell_weight=hard_cell_weight)
+        return examples, batch, batch.positions
+
+    def task_loss(batch, positions) -> torch.Tensor:
+        # The head runs over the scored positions only: the prompt and the kept cells need no
+        # logits.
+        logits = forward(batch.noisy, batch.attention, positions, logits_index=batch.loss_mask)
+        per_token = F.cross_entropy(logits.float(), batch.clean[batch.loss_mask],
+                                    reduction="none")
         weights = batch.weights[batch.loss_mask]
+        return (per_token * weights).sum() / weights.sum()
+
+    weight_anchor = None
+    if anchor_weight > 0:  # elastic weight consolidation of what anchor_mix's tasks use
+        anchor_rng = np.random.default_rng(seed + 2)
+
+        def anchor_loss() -> torch.Tensor:
+            kind = str(anchor_rng.choice(list(anchor_mix), p=list(anchor_mix.values())))
+            _, batch, positions = make_batch(kind, anchor_rng)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return task_loss(batch, positions)
+
+        weight_anchor = FisherAnchor.estimate(model.parameters(), anchor_loss, anchor_batches,
+                                              anchor_weight)
+    log, start = [], time.perf_counter()
+    for step in range(steps):
+        # One task per batch: lengths differ 2x between tasks, so mixed batches waste padding.
+        kind = str(rng.choice(list(task_mix), p=list(task_mix.values())))
+        examples, batch, positions = make_batch(kind, rng)
         if copy_head is not None:  # its [B, S, S] scores only for batches with an edit to copy
             copy_goal = copy_targets(batch.clean, ids.boi, GRID_SIDE)
             copy_head.active = bool((copy_goal != IGNORE).any())
-        pointer_goal = None
-        if pointer_head is not None:
-            pointer_goal = answer_pointer.targets([e.pointer for e in examples],
-                                                  batch.clean.shape[1])
-            pointer_head.active = bool((pointer_goal != IGNORE).any())
+        pointer_goals = {}
+        for name, (head, field, _) in pointers.items():
+            pointer_goals[name] = answer_pointer.targets(
+                [getattr(e, field) for e in examples], batch.clean.shape[1])
+            head.active = bool((pointer_goals[name] != IGNORE).any())
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            # The head runs over the scored positions only: the prompt and the kept cells
-            # need no logits.
-            logits = forward(batch.noisy, batch.attention, positions,
-                             logits_index=batch.loss_mask)
-            per_token = F.cross_entropy(logits.float(),
-                                        batch.clean[batch.loss_mask], reduction="none")
-            loss = (per_token * weights).sum() / weights.sum()
+            loss = task_loss(batch, positions)
             # At weight 0 the hidden states are detached: the probe learns, the model does not.
             hidden, probe_weight = _probe_input(probed.value, position_aux)
             probe_loss, probe_acc = probe.loss(hidden, grid_labels(batch.clean, positions,
@@ -341,10 +382,11 @@ def train(
             if binding_probe is not None:
                 bind_loss, bind_acc = binding_probe.loss(binding_probed.value, batch.binding)
                 total = total + binding_aux * bind_loss
-            pointer_acc = None
-            if pointer_head is not None and pointer_head.active:
-                pointer_loss, pointer_acc = pointer_head.loss(pointer_goal)
-                total = total + pointer_aux * pointer_loss
+            pointer_accs = {}
+            for name, (head, _, weight) in pointers.items():
+                if head.active:
+                    pointer_loss, pointer_accs[name] = head.loss(pointer_goals[name])
+                    total = total + weight * pointer_loss
             copy_acc = readout_acc = None
             if copy_head is not None:
                 copy_loss, copy_acc = copy_head.loss(copy_goal)
@@ -355,6 +397,8 @@ def train(
         optim.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if weight_anchor is not None:
+            weight_anchor.pull()
         for group in optim.param_groups:
             group["lr"] = lr_at(step, schedule_steps, lr, warmup)
         optim.step()
@@ -368,9 +412,12 @@ def train(
             if bind_acc is not None:
                 log[-1]["binding_acc"] = round(bind_acc, 3)
                 extra = f"  bind {bind_acc:.2f}"
-            if pointer_acc is not None:
-                log[-1]["pointer_acc"] = round(pointer_acc, 3)
-                extra += f"  point {pointer_acc:.2f}"
+            for name, acc in pointer_accs.items():
+                log[-1][POINTER_LOG_KEYS[name]] = round(acc, 3)
+                extra += f"  {name} {acc:.2f}"
+            if weight_anchor is not None:
+                log[-1]["anchor_drift"] = weight_anchor.drift()
+                extra += f"  drift {log[-1]['anchor_drift']:.2e}"
             if copy_acc is not None and kind.startswith("edit"):
                 log[-1]["copy_acc"] = round(copy_acc, 3)
                 extra += f"  copy {copy_acc:.2f}"
@@ -389,6 +436,8 @@ def train(
         binding_probed.remove()
     if copy_head is not None:
         copy_head.remove()
+    for head, _, _ in pointers.values():
+        head.remove()
     model.eval().requires_grad_(False)
     save()
     summary = {"steps": steps, "schedule_steps": schedule_steps, "batch_size": batch_size,
@@ -404,6 +453,10 @@ def train(
                "text_rewrites": text_rewrites, "answer_scene": answer_scene, "bf16": bf16,
                "two_object_rate": two_object_rate, "full_mask_rate": full_mask_rate,
                "near_miss_rate": near_miss_rate, "pointer_aux": pointer_aux,
+               "question_pointer_aux": question_pointer_aux,
+               "anchor_weight": anchor_weight,
+               "anchor_mix": anchor_mix if anchor_weight > 0 else None,
+               "anchor_batches": anchor_batches if anchor_weight > 0 else None,
                "spell_out_descriptions": bool(config.extra.get(SPELL_OUT_KEY)),
                "image_layout": image_layout, "object_tokens": tie is not None,
                "minutes": round((time.perf_counter() - start) / 60, 1), "log": log}
@@ -555,9 +608,19 @@ def main(argv: list[str] | None = None) -> None:
                              "circle at the top left') as one token (app/demo/object_tokens.py)")
     parser.add_argument("--pointer-aux", type=float, default=0.0,
                         help="weight of the answer pointer (app/demo/answer_pointer.py); 0: off")
+    parser.add_argument("--question-pointer-aux", type=float, default=0.0,
+                        help="weight of the question pointer (app/demo/answer_pointer.py); 0: off")
     parser.add_argument("--spell-out-descriptions", action="store_true",
                         help="answer thinking reads descriptions with object phrases spelled out "
                              "in words (saved in config.json)")
+    parser.add_argument("--anchor-weight", type=float, default=0.0,
+                        help="elastic weight consolidation of the --anchor-mix tasks "
+                             "(app/demo/anchor.py); 0: off")
+    parser.add_argument("--anchor-mix", type=_task_mix, default=None,
+                        help="the tasks the anchor keeps, as --task-mix (default: drawing, "
+                             "describing and thinking)")
+    parser.add_argument("--anchor-batches", type=int, default=ANCHOR_BATCHES,
+                        help="batches the anchor's Fisher is estimated over")
     parser.add_argument("--task-mix", type=_task_mix, default=None,
                         help="shares of the tasks, default " + ",".join(
                             f"{k}={v:g}" for k, v in TASK_MIX.items()))
@@ -578,7 +641,10 @@ def main(argv: list[str] | None = None) -> None:
           near_miss_rate=args.near_miss_rate,
           full_mask_rate=args.full_mask_rate, object_tokens=args.object_tokens,
           text_batch_size=args.text_batch_size,
-          spell_out_descriptions=args.spell_out_descriptions, pointer_aux=args.pointer_aux)
+          spell_out_descriptions=args.spell_out_descriptions, pointer_aux=args.pointer_aux,
+          question_pointer_aux=args.question_pointer_aux,
+          anchor_weight=args.anchor_weight, anchor_mix=args.anchor_mix,
+          anchor_batches=args.anchor_batches)
 
 
 def _task_mix(text: str) -> dict[str, float]:
