@@ -67,7 +67,7 @@ def test_question_object_is_the_object_whose_attribute_answers(kind):
 
 
 @pytest.mark.parametrize("spelled", [True, False])
-def test_the_pointer_goes_from_the_answer_to_the_asked_objects_last_token(assets, spelled):
+def test_the_pointer_goes_from_the_answer_to_the_asked_objects_phrase(assets, spelled):
     config, tokenizer, codec, _ = assets
     prompts = _spelling(assets, spelled)
     maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
@@ -86,9 +86,11 @@ def test_the_pointer_goes_from_the_answer_to_the_asked_objects_last_token(assets
             kinds.add("absent")
             continue
         token = tokenizer.id_to_token(int(e.ids[key]))
-        if spelled:  # the phrase's last word; the answer is one of the phrase's words
-            assert token in world.POSITIONS
-            phrase = [tokenizer.id_to_token(int(i)) for i in e.ids[key - 6: key + 1]]
+        if spelled:  # the question's last word in the phrase; the answer is one of its words
+            assert token == tokenizer.id_to_token(int(e.ids[e.question_pointer[1]]))
+            first = key - 3 if token in world.SHAPES else key - 6  # "a small red circle at the"
+            phrase = [tokenizer.id_to_token(int(i)) for i in e.ids[first: first + 7]]
+            assert phrase[6] in world.POSITIONS
             assert phrase[0] == "a" and phrase[4:6] == ["at", "the"]
             assert answer in phrase + ["yes"]
         else:  # the object's phrase token
@@ -138,11 +140,20 @@ def test_training_with_the_pointer_logs_it_and_saves_the_spelling(tmp_path):
 
     summary = train(tmp_path / "out", steps=2, batch_size=4, seed=0, lr=1e-3, threads=1,
                     checkpoint_every=0, task_mix={"ask_think": 1.0}, image_layout="canvas",
-                    pointer_aux=1.0, question_pointer_aux=1.0, spell_out_descriptions=True,
-                    object_tokens=True)
+                    pointer_aux=1.0, question_pointer_aux=1.0, pointer_readout=1.0,
+                    spell_out_descriptions=True, object_tokens=True)
     assert summary["pointer_aux"] == 1.0 and summary["spell_out_descriptions"]
-    assert summary["question_pointer_aux"] == 1.0
-    assert {"pointer_acc", "question_pointer_acc"} <= set(summary["log"][0])
+    assert summary["question_pointer_aux"] == 1.0 and summary["pointer_readout"] == 1.0
+    assert {"pointer_acc", "question_pointer_acc", "pointer_readout_acc"} <= set(
+        summary["log"][0])
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config[SPELL_OUT_KEY] is True
     assert not any("pointer" in name for name in load_model(tmp_path / "out").state_dict())
+
+
+def test_the_read_out_needs_the_pointer_it_reads(tmp_path):
+    from app.demo.train import train
+
+    with pytest.raises(ValueError, match="--pointer-readout needs the answer pointer"):
+        train(tmp_path / "out", steps=1, batch_size=2, seed=0, lr=1e-3, threads=1,
+              task_mix={"ask_think": 1.0}, image_layout="canvas", pointer_readout=1.0)

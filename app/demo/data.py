@@ -232,11 +232,12 @@ class ExampleMaker:
         example = self._text_example(prompt, self.prompts.text(answer), "ask_think", None,
                                      answer_slots=shown)
         description, spans = self._read_description(scene)
-        example.pointer = answer_pointer.pointer(prompt, description, spans, scene, question)
+        asked = answer_pointer.question_pointer(prompt, self.prompts.text(question),
+                                                self.prompts.text(question.rstrip("?!. ")))
+        example.pointer = answer_pointer.pointer(prompt, description, spans, scene, question,
+                                                 word=prompt[asked[1]])
         if example.pointer is not None:  # a question about an object, present or not
-            example.question_pointer = answer_pointer.question_pointer(
-                prompt, self.prompts.text(question),
-                self.prompts.text(question.rstrip("?!. ")))
+            example.question_pointer = asked
         return example
 
     def _read_description(self, scene: world.Scene) -> tuple[list[int], list[tuple[int, int]]]:

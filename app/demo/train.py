@@ -66,7 +66,8 @@ BINDING_AUX = 0.0
 ANCHOR_MIX = {"generate": 0.4, "inpaint": 0.1, "ask": 0.2, "think": 0.1, "edit_think": 0.2}
 ANCHOR_BATCHES = 40
 
-POINTER_LOG_KEYS = {"point": "pointer_acc", "qpoint": "question_pointer_acc"}
+POINTER_LOG_KEYS = {"point": "pointer_acc", "qpoint": "question_pointer_acc",
+                    "point-read": "pointer_readout_acc"}
 
 CODEC_SCENES = 3000
 NUM_CODES = 1296  # every distinct 4x4 patch of the world: a lossless codec
@@ -193,7 +194,8 @@ def train(
     near_miss_rate: float = 0.0,
     full_mask_rate: float = 0.0, object_tokens: bool = False,
     text_batch_size: int | None = None, spell_out_descriptions: bool = False,
-    pointer_aux: float = 0.0, question_pointer_aux: float = 0.0, anchor_weight: float = 0.0,
+    pointer_aux: float = 0.0, question_pointer_aux: float = 0.0,
+    pointer_readout: float = 0.0, anchor_weight: float = 0.0,
     anchor_mix: dict[str, float] | None = None, anchor_batches: int = ANCHOR_BATCHES,
 ) -> dict:
     """schedule_steps: the length the learning-rate schedule is laid out for (default: steps);
@@ -227,6 +229,8 @@ def train(
     question_pointer_aux: weight of the question pointer (answer_pointer.question_pointer): a
     head one layer earlier learns to look from the same position at the question's last word,
     which names what the answer pointer must find; 0 leaves it out.
+    pointer_readout: weight of a read-out loss on the answer pointer's output (it must name the
+    answer's first word, answer_pointer.readout_loss); needs the answer pointer.
     spell_out_descriptions: answer thinking reads descriptions with object phrases spelled out
     in words (tasks.SPELL_OUT_KEY, saved in config.json); with `init`, a folder that has it
     keeps it.
@@ -249,6 +253,8 @@ def train(
         raise ValueError("--full-mask-rate is for the canvas layout (blocks mask per block)")
     if copy_aux > 0 and image_layout != "canvas":
         raise ValueError("the copy head needs --image-layout canvas (one canvas copy per row)")
+    if pointer_readout > 0 and pointer_aux <= 0:
+        raise ValueError("--pointer-readout needs the answer pointer (--pointer-aux)")
     if copy_readout > 0 and copy_aux <= 0:
         raise ValueError("the copy read-out (--copy-readout) needs the copy head (--copy-aux > 0)")
     task_mix = task_mix or TASK_MIX
@@ -306,7 +312,9 @@ def train(
     pointers = {}
     if pointer_aux > 0:
         pointers["point"] = (CopyHead(model.model.layers[POINTER_LAYER].attention,
-                                      head=POINTER_HEAD), "pointer", pointer_aux)
+                                      head=POINTER_HEAD,
+                                      readout=lm_readout(model) if pointer_readout else None),
+                             "pointer", pointer_aux)
     if question_pointer_aux > 0:
         pointers["qpoint"] = (CopyHead(model.model.layers[QUESTION_LAYER].attention,
                                        head=QUESTION_HEAD), "question_pointer",
@@ -387,6 +395,10 @@ def train(
                 if head.active:
                     pointer_loss, pointer_accs[name] = head.loss(pointer_goals[name])
                     total = total + weight * pointer_loss
+                    if head.readout is not None:
+                        word_loss, pointer_accs[name + "-read"] = answer_pointer.readout_loss(
+                            head, pointer_goals[name], batch.clean)
+                        total = total + pointer_readout * word_loss
             copy_acc = readout_acc = None
             if copy_head is not None:
                 copy_loss, copy_acc = copy_head.loss(copy_goal)
@@ -454,6 +466,7 @@ def train(
                "two_object_rate": two_object_rate, "full_mask_rate": full_mask_rate,
                "near_miss_rate": near_miss_rate, "pointer_aux": pointer_aux,
                "question_pointer_aux": question_pointer_aux,
+               "pointer_readout": pointer_readout,
                "anchor_weight": anchor_weight,
                "anchor_mix": anchor_mix if anchor_weight > 0 else None,
                "anchor_batches": anchor_batches if anchor_weight > 0 else None,
@@ -610,6 +623,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of the answer pointer (app/demo/answer_pointer.py); 0: off")
     parser.add_argument("--question-pointer-aux", type=float, default=0.0,
                         help="weight of the question pointer (app/demo/answer_pointer.py); 0: off")
+    parser.add_argument("--pointer-readout", type=float, default=0.0,
+                        help="weight of the answer pointer's read-out loss; 0: off")
     parser.add_argument("--spell-out-descriptions", action="store_true",
                         help="answer thinking reads descriptions with object phrases spelled out "
                              "in words (saved in config.json)")
@@ -643,6 +658,7 @@ def main(argv: list[str] | None = None) -> None:
           text_batch_size=args.text_batch_size,
           spell_out_descriptions=args.spell_out_descriptions, pointer_aux=args.pointer_aux,
           question_pointer_aux=args.question_pointer_aux,
+          pointer_readout=args.pointer_readout,
           anchor_weight=args.anchor_weight, anchor_mix=args.anchor_mix,
           anchor_batches=args.anchor_batches)
 
