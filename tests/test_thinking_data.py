@@ -174,3 +174,37 @@ def test_near_miss_rate_asks_is_there_and_leaves_other_runs_unchanged(assets):
         assert plain.make(a, "ask").ids.tolist() == off.make(b, "ask").ids.tolist()
     with pytest.raises(ValueError, match="near_miss_rate"):
         ExampleMaker(prompts, codec, vocab, "canvas", near_miss_rate=1.5)
+
+
+def test_pick_examples_ask_about_one_of_two_objects_and_score_only_the_fully_masked_answer(
+        assets):
+    """ask_pick / edit_pick (session 23): the questions and edits that must pick one of two
+    objects by the word the text names, with the whole answer masked (the sampler's first
+    step) and no loss on the padding after the first eos."""
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    rng = np.random.default_rng(23)
+    eos, mask = prompts.ids.eos, prompts.ids.mask
+    questions, edits = set(), set()
+    for kind in ("ask_pick", "edit_pick"):
+        examples = [maker.make(rng, kind) for _ in range(40)]
+        for e in examples:
+            start = len(e.ids) - ANSWER_LENGTH
+            written = e.ids[start:].tolist()
+            length = written.index(eos)
+            assert e.kind == kind and e.full_mask
+            assert e.free.tolist() == [False] * start + [True] * ANSWER_LENGTH
+            assert (e.weights[: start + length + 1] == 1.0).all()
+            assert (e.weights[start + length + 1:] == 0.0).all()
+            text = prompts.decode_text(e.ids[:start].tolist())
+            if kind == "ask_pick":
+                question = text.split("background")[-1]
+                questions.add(question.split()[0] + " " + question.split()[1])
+            else:
+                edits.add(next(w for w in ("make", "move", "remove") if f" {w} the " in text))
+        batch = collate(examples, mask, eos, np.random.default_rng(0))
+        for i, e in enumerate(examples):
+            start = len(e.ids) - ANSWER_LENGTH
+            assert (batch.noisy[i, start:len(e.ids)] == mask).all()
+    assert questions == {"what color", "where is", "is there"}
+    assert edits == {"make", "move", "remove"}

@@ -22,7 +22,11 @@ from app.demo.scene_probe import IGNORE, NUM_SLOTS, label_images, scene_slots
 from app.engine.tasks import PromptBuilder
 
 TASK_MIX = {"generate": 0.32, "edit": 0.18, "inpaint": 0.12, "ask": 0.28, "think": 0.1,
-            "edit_think": 0.0, "ask_think": 0.0}
+            "edit_think": 0.0, "ask_think": 0.0, "ask_pick": 0.0, "edit_pick": 0.0}
+# The text steps that must pick one of two objects by the word the text names (issue 3,
+# session 23): questions and edits about one object of a two-object scene.
+PICK_QUESTION_KINDS = ("color_of_shape", "position_of", "is_there")
+PICK_EDIT_KINDS = ("recolor", "move", "remove")
 ANSWER_LENGTH = 32  # gen_length of text answers; answers are padded with eos to this length
 BLOCK_LENGTH = 32
 # Loss weight of a text answer's eos padding after its first eos. Unweighted, the ~20 trivially
@@ -51,6 +55,7 @@ class Example:
     # answer thinking: (answer's first index, index of the asked-about object's last token)
     pointer: tuple[int, int] | None = None  # app/demo/answer_pointer.py
     question_pointer: tuple[int, int] | None = None  # the same module's question_pointer
+    full_mask: bool = False  # collate masks the whole answer (the sampler's first step)
 
 
 class ExampleMaker:
@@ -240,6 +245,42 @@ class ExampleMaker:
             example.question_pointer = asked
         return example
 
+    def _ask_pick(self, rng) -> Example:
+        """Answer thinking's text step on the questions that pick one of two objects by its
+        shape or colour (PICK_QUESTION_KINDS, "is there" with near misses), scored on the answer
+        only and from a fully masked answer (`_pick_example`)."""
+        scene = world.sample_scene(rng, n_objects=2)
+        kind = PICK_QUESTION_KINDS[rng.integers(len(PICK_QUESTION_KINDS))]
+        try:
+            question, answer = (world.sample_is_there(scene, rng) if kind == "is_there"
+                                else world.sample_qa(scene, rng, kind))
+        except ValueError:  # both objects share the shape (or colour): nothing to pick by it
+            question, answer = world.sample_is_there(scene, rng)
+        prompt = self.prompts.answer_from_description(question, self._thinking(scene))
+        return self._pick_example(prompt, self.prompts.text(answer), "ask_pick")
+
+    def _edit_pick(self, rng) -> Example:
+        """Edit thinking's text step on the edits that name one of two objects by its shape
+        (PICK_EDIT_KINDS), scored like `_ask_pick`."""
+        while True:  # two objects of one shape: no instruction can name either by its shape
+            scene = world.sample_scene(rng, n_objects=2)
+            if scene.objects[0].shape != scene.objects[1].shape:
+                break
+        kinds = rng.permutation(PICK_EDIT_KINDS)
+        instruction, target = world.sample_edit(scene, rng, str(kinds[0]))
+        prompt = self.prompts.rewrite_description(instruction, self._thinking(scene))
+        return self._pick_example(prompt, self._thinking(target), "edit_pick")
+
+    def _pick_example(self, prompt: list[int], answer: list[int], kind: str) -> Example:
+        """A text example whose whole answer starts masked and whose loss is the answer's words
+        and first eos alone. Under the usual loss (a random share masked, padding scored too)
+        the pick is a small part of a small task's loss: from the shipped folder, 600 steps of
+        this loss at 1e-3 took answers to these questions from 55 % to 90 % (session 23)."""
+        example = self._text_example(prompt, answer, kind, None)
+        example.weights[len(prompt) + len(answer) + 1:] = 0.0
+        example.full_mask = True
+        return example
+
     def _read_description(self, scene: world.Scene) -> tuple[list[int], list[tuple[int, int]]]:
         """The description as answer thinking reads it (spelled out or not, tasks.py), and the
         [start, end) of each object's phrase in it."""
@@ -350,7 +391,7 @@ def collate(
         t = rng.uniform(0.02, 1.0)
         if mask_schedule == "cosine":  # MaskGIT: more weight on heavily masked canvases
             t = max(0.02, float(np.cos(np.pi / 2 * rng.uniform(0.0, 1.0))))
-        if full_mask_rate and rng.random() < full_mask_rate:
+        if e.full_mask or (full_mask_rate and rng.random() < full_mask_rate):
             t = 1.0
         noisy[i, :n], loss[i, :n] = _noise(e.ids, e.free, t, rng, mask_id, corrupt_rate,
                                            e.code_range)

@@ -166,10 +166,11 @@ def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA, text_rewrites: 
     return tokenizer, codec, config
 
 
-TEXT_KINDS = ("ask", "think", "edit_think", "ask_think")  # batches whose output is text
+# batches whose output is text
+TEXT_KINDS = ("ask", "think", "edit_think", "ask_think", "ask_pick", "edit_pick")
 # Batches with no image at all (a prompt or description in, text out): a step of 12 costs
 # ~0.2 s, mostly fixed per-step cost, against ~0.6 s for one with a 256-code canvas.
-IMAGE_FREE_KINDS = ("think", "edit_think", "ask_think")
+IMAGE_FREE_KINDS = ("think", "edit_think", "ask_think", "ask_pick", "edit_pick")
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
@@ -283,9 +284,9 @@ def train(
     defaults = DEMO_DEFAULTS if image_layout == "blocks" else CANVAS_DEFAULTS
     # Trained to rewrite a description by an instruction, or to answer from one: edits and
     # questions think first (describe, then that text step) by default.
-    if task_mix.get("edit_think", 0) > 0:
+    if task_mix.get("edit_think", 0) + task_mix.get("edit_pick", 0) > 0:
         defaults = {**defaults, "edit_thinking": True}
-    if task_mix.get("ask_think", 0) > 0:
+    if task_mix.get("ask_think", 0) + task_mix.get("ask_pick", 0) > 0:
         defaults = {**defaults, "ask_thinking": True}
 
     def save() -> None:  # a plain llada2_moe folder: phrase rows summed in (object_tokens.py)
