@@ -176,13 +176,13 @@ def test_near_miss_rate_asks_is_there_and_leaves_other_runs_unchanged(assets):
         ExampleMaker(prompts, codec, vocab, "canvas", near_miss_rate=1.5)
 
 
-def test_pick_examples_ask_about_one_of_two_objects_and_score_only_the_fully_masked_answer(
-        assets):
+def test_pick_examples_ask_about_one_of_two_objects_from_a_fully_masked_answer(assets):
     """ask_pick / edit_pick (session 23): the questions and edits that must pick one of two
     objects by the word the text names, with the whole answer masked (the sampler's first
-    step) and no loss on the padding after the first eos."""
+    step) and the padding after the first eos weighted as in every text answer."""
     config, tokenizer, codec, prompts = assets
-    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas",
+                         text_pad_weight=0.1)
     rng = np.random.default_rng(23)
     eos, mask = prompts.ids.eos, prompts.ids.mask
     questions, edits = set(), set()
@@ -195,7 +195,7 @@ def test_pick_examples_ask_about_one_of_two_objects_and_score_only_the_fully_mas
             assert e.kind == kind and e.full_mask
             assert e.free.tolist() == [False] * start + [True] * ANSWER_LENGTH
             assert (e.weights[: start + length + 1] == 1.0).all()
-            assert (e.weights[start + length + 1:] == 0.0).all()
+            assert (e.weights[start + length + 1:] == 0.1).all()
             text = prompts.decode_text(e.ids[:start].tolist())
             if kind == "ask_pick":
                 question = text.split("background")[-1]

@@ -272,12 +272,12 @@ class ExampleMaker:
         return self._pick_example(prompt, self._thinking(target), "edit_pick")
 
     def _pick_example(self, prompt: list[int], answer: list[int], kind: str) -> Example:
-        """A text example whose whole answer starts masked and whose loss is the answer's words
-        and first eos alone. Under the usual loss (a random share masked, padding scored too)
-        the pick is a small part of a small task's loss: from the shipped folder, 600 steps of
-        this loss at 1e-3 took answers to these questions from 55 % to 90 % (session 23)."""
+        """A text example whose whole answer starts masked (the sampler's first step). Under the
+        usual noise (a random share masked) the pick is a small part of a small task's loss:
+        from the shipped folder, 600 steps of answer-only loss from a fully masked answer at
+        1e-3 took answers to these questions from 55 % to 90 % (session 23). The padding keeps
+        its usual weight, as in every text answer."""
         example = self._text_example(prompt, answer, kind, None)
-        example.weights[len(prompt) + len(answer) + 1:] = 0.0
         example.full_mask = True
         return example
 
