@@ -208,3 +208,26 @@ def test_pick_examples_ask_about_one_of_two_objects_from_a_fully_masked_answer(a
             assert (batch.noisy[i, start:len(e.ids)] == mask).all()
     assert questions == {"what color", "where is", "is there"}
     assert edits == {"make", "move", "remove"}
+
+
+def test_describe_full_is_the_pictures_description_from_a_fully_masked_answer(assets):
+    """describe_full (session 23): what answer and edit thinking start from, the description
+    of a picture (tasks.describe), trained from a fully masked answer like the one-step
+    decode that writes it."""
+    config, tokenizer, codec, prompts = assets
+    maker = ExampleMaker(prompts, codec, tokenizer.get_vocab_size(), "canvas")
+    rng = np.random.default_rng(29)
+    eos, mask = prompts.ids.eos, prompts.ids.mask
+    examples = []
+    for _ in range(8):
+        mirror = copy.deepcopy(rng)
+        scene = world.sample_scene(mirror)
+        e = maker.make(rng, "describe_full")
+        start = prompts.describe([maker.codes(scene)])
+        written = prompts.text(world.caption(scene))
+        assert e.full_mask and prompts.ids.boi in start
+        assert e.ids.tolist() == start + written + [eos] * (ANSWER_LENGTH - len(written))
+        examples.append(e)
+    batch = collate(examples, mask, eos, np.random.default_rng(0))
+    for i, e in enumerate(examples):
+        assert (batch.noisy[i, len(e.ids) - ANSWER_LENGTH:len(e.ids)] == mask).all()

@@ -167,7 +167,8 @@ def build_assets(seed: int, rope_theta: float = GRID_ROPE_THETA, text_rewrites: 
 
 
 # batches whose output is text
-TEXT_KINDS = ("ask", "think", "edit_think", "ask_think", "ask_pick", "edit_pick")
+TEXT_KINDS = ("ask", "think", "edit_think", "ask_think", "ask_pick", "edit_pick",
+              "describe_full")
 # Batches with no image at all (a prompt or description in, text out): a step of 12 costs
 # ~0.2 s, mostly fixed per-step cost, against ~0.6 s for one with a 256-code canvas.
 IMAGE_FREE_KINDS = ("think", "edit_think", "ask_think", "ask_pick", "edit_pick")
