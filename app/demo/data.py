@@ -248,8 +248,8 @@ class ExampleMaker:
 
     def _ask_pick(self, rng) -> Example:
         """Answer thinking's text step on the questions that pick one of two objects by its
-        shape or colour (PICK_QUESTION_KINDS, "is there" with near misses), scored on the answer
-        only and from a fully masked answer (`_pick_example`)."""
+        shape or colour (PICK_QUESTION_KINDS, "is there" with near misses), from a fully
+        masked answer (`_fully_masked`)."""
         scene = world.sample_scene(rng, n_objects=2)
         kind = PICK_QUESTION_KINDS[rng.integers(len(PICK_QUESTION_KINDS))]
         try:
@@ -258,7 +258,7 @@ class ExampleMaker:
         except ValueError:  # both objects share the shape (or colour): nothing to pick by it
             question, answer = world.sample_is_there(scene, rng)
         prompt = self.prompts.answer_from_description(question, self._thinking(scene))
-        return self._pick_example(prompt, self.prompts.text(answer), "ask_pick")
+        return self._fully_masked(prompt, self.prompts.text(answer), "ask_pick")
 
     def _edit_pick(self, rng) -> Example:
         """Edit thinking's text step on the edits that name one of two objects by its shape
@@ -270,7 +270,7 @@ class ExampleMaker:
         kinds = rng.permutation(PICK_EDIT_KINDS)
         instruction, target = world.sample_edit(scene, rng, str(kinds[0]))
         prompt = self.prompts.rewrite_description(instruction, self._thinking(scene))
-        return self._pick_example(prompt, self._thinking(target), "edit_pick")
+        return self._fully_masked(prompt, self._thinking(target), "edit_pick")
 
     def _describe_full(self, rng) -> Example:
         """The picture's description (tasks.describe, where answer and edit thinking start) from
@@ -279,17 +279,16 @@ class ExampleMaker:
         the batches of this kind, 100."""
         scene = self._scene(rng)
         prompt = self.prompts.describe([self.codes(scene)])
-        example = self._text_example(prompt, self._thinking(scene), "describe_full", scene)
-        example.full_mask = True
-        return example
+        return self._fully_masked(prompt, self._thinking(scene), "describe_full", scene)
 
-    def _pick_example(self, prompt: list[int], answer: list[int], kind: str) -> Example:
-        """A text example whose whole answer starts masked (the sampler's first step). Under the
-        usual noise (a random share masked) the pick is a small part of a small task's loss;
-        600 batches of these at 1e-3 from the shipped folder took the answer probe's swap test
-        from 42 to 71 of 80 (pilot A, docs/demo-model.md session 23). The padding keeps its
-        usual weight, as in every text answer."""
-        example = self._text_example(prompt, answer, kind, None)
+    def _fully_masked(self, prompt: list[int], answer: list[int], kind: str,
+                      scene: world.Scene | None = None) -> Example:
+        """A text example (`_text_example`) whose whole answer starts masked (the sampler's
+        first step). Under the usual noise (a random share masked) the pick is a small part of
+        a small task's loss; 600 pick batches of these at 1e-3 from the shipped folder took the
+        answer probe's swap test from 42 to 71 of 80 (pilot A, docs/demo-model.md session 23).
+        The padding keeps its usual weight, as in every text answer."""
+        example = self._text_example(prompt, answer, kind, scene)
         example.full_mask = True
         return example
 
